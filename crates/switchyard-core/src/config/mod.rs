@@ -1,0 +1,507 @@
+//! `triggers.yaml`: typed structs, loading with environment interpolation, and the
+//! pure validation that `switchyard validate` runs.
+//!
+//! Loading is two-phase, as the rest of the engine expects:
+//! 1. [`Config::parse`] turns text into typed structs. It deserializes each section,
+//!    source and trigger on its own, so one bad entry does not hide the others.
+//! 2. [`Config::validate`] checks references across the file (sources, handlers, HTTP
+//!    paths). It does no I/O.
+//!
+//! Every problem from both phases is a [`ConfigError`] carrying its YAML path.
+
+mod handler;
+mod interpolate;
+mod secret;
+mod source;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_norway::Value;
+
+pub use handler::{BuiltinHandler, CommandHandler, HandlerSpec, LogHandler, WebhookHandler};
+pub use interpolate::{Environment, PlaceholderEnv, ProcessEnv, interpolate};
+pub use secret::Secret;
+pub use source::{
+    ByteSize, HmacAlgorithm, HmacVerify, HttpSource, SignatureEncoding, SourceConfig, Verify,
+};
+
+use crate::{FieldPath, Filter, HumanDuration, RetryPolicy};
+
+/// The whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the event log and the queue live: `sqlite://PATH` or `postgres://...`.
+    pub store: String,
+    pub queue: QueueConfig,
+    pub http: HttpConfig,
+    pub dispatcher: DispatcherConfig,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub triggers: BTreeMap<String, TriggerConfig>,
+}
+
+/// `queue:` — what carries events from ingress to the dispatcher.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum QueueConfig {
+    /// The store's own `deliveries` table (the default).
+    #[default]
+    Store,
+}
+
+/// `http:` — the one listener for HTTP sources, health, metrics and the admin API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// When set, `/api/` requires `Authorization: Bearer <admin_token>`.
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            admin_token: None,
+        }
+    }
+}
+
+/// `dispatcher:` — how this process claims and runs deliveries.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// Deliveries running at once in this process, across all triggers.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// How long a claim is held without a heartbeat before another process may take
+    /// the delivery over.
+    #[serde(default = "default_lease")]
+    pub lease: HumanDuration,
+    /// The safety-net poll when no wake-up arrives.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: HumanDuration,
+    /// On SIGTERM, how long in-flight deliveries may take to finish.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
+}
+
+fn default_concurrency() -> u32 {
+    64
+}
+fn default_lease() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_poll_interval() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+fn default_shutdown_grace() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            lease: default_lease(),
+            poll_interval: default_poll_interval(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+/// `triggers.NAME:` — route matching events from a source to a handler.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// The name of a source under `sources:`.
+    pub source: String,
+    /// Only events passing this filter are delivered. Without it, every event is.
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    pub handler: HandlerSpec,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Limit for one attempt; a handler still running then is cancelled and the
+    /// attempt counts as a retryable failure.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// Deliveries of this trigger running at once in one process.
+    #[serde(default = "default_trigger_concurrency")]
+    pub concurrency: u32,
+    /// Deliver events with the same key one at a time, in order.
+    #[serde(default)]
+    pub ordering: Option<Ordering>,
+    /// A disabled trigger gets no new deliveries.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_trigger_concurrency() -> u32 {
+    16
+}
+fn default_enabled() -> bool {
+    true
+}
+
+/// `ordering:` — per-key ordering.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ordering {
+    /// Where the key is read, e.g. `data.customer_id`, `subject` or `partitionkey`.
+    /// Events without a value there are not ordered.
+    pub key: FieldPath,
+}
+
+/// One problem in the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted YAML path, such as `triggers.thumbnail.retry.initial`. Empty for the
+    /// file as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Paths that the listener serves itself; HTTP sources may not take them.
+pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/api"];
+
+const DEFAULT_STORE: &str = "sqlite://switchyard.db";
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+impl Config {
+    /// Parses YAML text, interpolating variables from `env`. Collects every problem
+    /// it can find rather than stopping at the first.
+    pub fn parse(text: &str, env: &dyn Environment) -> Result<Self, ConfigErrors> {
+        let mut root: Value = serde_norway::from_str(text).map_err(|e| {
+            ConfigErrors(vec![ConfigError::new("", format!("not valid YAML: {e}"))])
+        })?;
+        if root.is_null() {
+            root = Value::Mapping(Default::default());
+        }
+        let mut errors = Vec::new();
+        interpolate::interpolate_tree(&mut root, "", env, &mut errors);
+        let Value::Mapping(top) = root else {
+            errors.push(ConfigError::new(
+                "",
+                "the file must be a map with sources and triggers",
+            ));
+            return Err(ConfigErrors(errors));
+        };
+
+        let mut config = Config {
+            store: DEFAULT_STORE.to_owned(),
+            queue: QueueConfig::default(),
+            http: HttpConfig::default(),
+            dispatcher: DispatcherConfig::default(),
+            sources: BTreeMap::new(),
+            triggers: BTreeMap::new(),
+        };
+        for (key, value) in top {
+            let Some(key) = key.as_str().map(str::to_owned) else {
+                errors.push(ConfigError::new(
+                    "",
+                    format!("keys must be strings, found {key:?}"),
+                ));
+                continue;
+            };
+            match key.as_str() {
+                "store" => set(&mut config.store, section(&key, value, &mut errors)),
+                "queue" => set(&mut config.queue, section(&key, value, &mut errors)),
+                "http" => set(&mut config.http, section(&key, value, &mut errors)),
+                "dispatcher" => set(&mut config.dispatcher, section(&key, value, &mut errors)),
+                "sources" => config.sources = entries(&key, value, &mut errors),
+                "triggers" => config.triggers = entries(&key, value, &mut errors),
+                other => errors.push(ConfigError::new(
+                    other,
+                    "unknown field, expected one of store, queue, http, dispatcher, sources, triggers",
+                )),
+            }
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Checks what the types alone cannot: references between sections, unsupported
+    /// kinds, duplicate paths and value ranges. `is_registered` says whether a handler
+    /// name was registered in Rust.
+    pub fn validate(&self, is_registered: &dyn Fn(&str) -> bool) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut err = |path: String, message: String| errors.push(ConfigError::new(path, message));
+
+        if !(self.store.starts_with("sqlite:")
+            || self.store.starts_with("postgres://")
+            || self.store.starts_with("postgresql://"))
+        {
+            err(
+                "store".into(),
+                format!(
+                    "{:?} is not a store URL (use sqlite://PATH or postgres://...)",
+                    redact_url(&self.store)
+                ),
+            );
+        }
+        if self.dispatcher.concurrency == 0 {
+            err("dispatcher.concurrency".into(), "must be at least 1".into());
+        }
+
+        let mut http_paths: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, source) in &self.sources {
+            let at = format!("sources.{name}");
+            check_name(&at, name, &mut err);
+            match source {
+                SourceConfig::Http(http) => {
+                    let path_at = format!("{at}.http.path");
+                    if !http.path.starts_with('/') {
+                        err(path_at, format!("{:?} must start with /", http.path));
+                    } else if RESERVED_PATHS
+                        .iter()
+                        .any(|r| http.path == *r || http.path.starts_with(&format!("{r}/")))
+                    {
+                        err(
+                            path_at,
+                            format!("{:?} is reserved for Switchyard itself", http.path),
+                        );
+                    } else if let Some(previous) = http_paths.insert(&http.path, name) {
+                        err(
+                            path_at,
+                            format!("{:?} is already used by source {previous:?}", http.path),
+                        );
+                    }
+                }
+                other => err(
+                    format!("{at}.{}", other.kind()),
+                    format!("source kind {:?} is not supported yet", other.kind()),
+                ),
+            }
+        }
+
+        for (name, trigger) in &self.triggers {
+            let at = format!("triggers.{name}");
+            check_name(&at, name, &mut err);
+            if !self.sources.contains_key(&trigger.source) {
+                let known: Vec<&str> = self.sources.keys().map(String::as_str).collect();
+                err(
+                    format!("{at}.source"),
+                    format!(
+                        "unknown source {:?} (defined: {})",
+                        trigger.source,
+                        list(&known)
+                    ),
+                );
+            }
+            if let HandlerSpec::Registered(handler) = &trigger.handler
+                && !is_registered(handler)
+            {
+                err(
+                    format!("{at}.handler"),
+                    format!(
+                        "unknown handler {handler:?}: register it in main.rs with Engine::handler, or use a built-in (webhook, command, log)"
+                    ),
+                );
+            }
+            let retry = &trigger.retry;
+            if retry.max_attempts == 0 {
+                err(
+                    format!("{at}.retry.max_attempts"),
+                    "must be at least 1".into(),
+                );
+            }
+            if !(retry.multiplier >= 1.0 && retry.multiplier.is_finite()) {
+                err(
+                    format!("{at}.retry.multiplier"),
+                    format!("{} must be a number of at least 1", retry.multiplier),
+                );
+            }
+            if retry.initial > retry.max {
+                err(
+                    format!("{at}.retry.initial"),
+                    format!("{} is longer than retry.max ({})", retry.initial, retry.max),
+                );
+            }
+            if trigger.concurrency == 0 {
+                err(format!("{at}.concurrency"), "must be at least 1".into());
+            }
+            if trigger.timeout.get().is_zero() {
+                err(format!("{at}.timeout"), "must be longer than 0s".into());
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Parses and validates in one step.
+    pub fn load(
+        text: &str,
+        env: &dyn Environment,
+        is_registered: &dyn Fn(&str) -> bool,
+    ) -> Result<Self, ConfigErrors> {
+        let config = Self::parse(text, env)?;
+        config.validate(is_registered)?;
+        Ok(config)
+    }
+}
+
+/// A store URL with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn check_name(at: &str, name: &str, err: &mut impl FnMut(String, String)) {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        err(
+            at.to_owned(),
+            format!("{name:?} is not a valid name (use letters, digits, _ and -)"),
+        );
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+/// Deserializes one value, turning a failure into an error at its precise path.
+fn section<T: DeserializeOwned>(
+    path: &str,
+    value: Value,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    // serde_norway's own `Value` only reads enums from YAML tags; its JSON form reads
+    // them from one-key maps, which is how users write them.
+    let value = match serde_json::to_value(value) {
+        Ok(value) => value,
+        Err(e) => {
+            errors.push(ConfigError::new(path, e.to_string()));
+            return None;
+        }
+    };
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = if inner == "." {
+                path.to_owned()
+            } else {
+                join(path, &inner)
+            };
+            errors.push(ConfigError::new(full, e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+/// Deserializes a map of named entries, each on its own.
+fn entries<T: DeserializeOwned>(
+    path: &str,
+    value: Value,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    match value {
+        Value::Null => {}
+        Value::Mapping(map) => {
+            for (key, value) in map {
+                let Some(name) = key.as_str().map(str::to_owned) else {
+                    errors.push(ConfigError::new(
+                        path,
+                        format!("names must be strings, found {key:?}"),
+                    ));
+                    continue;
+                };
+                if let Some(entry) = section(&join(path, &name), value, errors) {
+                    out.insert(name, entry);
+                }
+            }
+        }
+        _ => errors.push(ConfigError::new(
+            path,
+            "expected a map of names to settings",
+        )),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SECRET" => Some("s3cr3t".to_owned()),
+        _ => None,
+    }
+}
+
+fn registered(name: &str) -> bool {
+    name == "resize_image"
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match Config::load(text, &env, &registered) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const GOOD: &str = r#"
+store: sqlite://test.db
+sources:
+  hooks:
+    http: { path: /hooks, verify: { github: { secret: "${SECRET}" } } }
+triggers:
+  resize:
+    source: hooks
+    filter: { type: http.request, data.body.kind: { prefix: img } }
+    handler: resize_image
+    retry: { max_attempts: 8, backoff: linear, initial: 500ms, max: 10m, jitter: equal, max_event_age: 1h }
+    timeout: 30s
+    concurrency: 4
+    ordering: { key: data.body.id }
+  notify:
+    source: hooks
+    handler: { webhook: { url: "http://127.0.0.1:9/x", signing_secret: "${SECRET}" } }
+"#;
+
+#[test]
+fn a_good_file_loads_into_types() {
+    let config = Config::load(GOOD, &env, &registered).unwrap();
+    let resize = &config.triggers["resize"];
+    assert_eq!(resize.retry.max_attempts, 8);
+    assert_eq!(resize.retry.backoff, crate::Backoff::Linear);
+    assert_eq!(resize.retry.initial, HumanDuration::from_millis(500));
+    assert_eq!(
+        resize.retry.max_event_age,
+        Some(HumanDuration::from_secs(3600))
+    );
+    assert_eq!(
+        resize.ordering.as_ref().unwrap().key.to_string(),
+        "data.body.id"
+    );
+    assert!(matches!(&resize.handler, HandlerSpec::Registered(n) if n == "resize_image"));
+    let SourceConfig::Http(http) = &config.sources["hooks"] else {
+        panic!("http source")
+    };
+    let Some(Verify::Github { secret }) = &http.verify else {
+        panic!("github verify")
+    };
+    assert_eq!(secret.expose(), "s3cr3t");
+    assert_eq!(http.body_limit, ByteSize(1 << 20));
+    assert_eq!(config.triggers["notify"].retry, RetryPolicy::default());
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_path() {
+    let text = r#"
+sources:
+  hooks: { http: { path: /a } }
+  again: { http: { path: /a } }
+  bucket: { s3: { bucket: images } }
+  mystery: { ftp: { host: x } }
+  secretive: { http: { path: /b, verify: { bearer: { token: "${NOT_SET}" } } } }
+triggers:
+  t1: { source: nowhere, handler: log }
+  t2: { source: hooks, handler: resize_imagez }
+  t3: { source: hooks, handler: log, retry: { initial: "1 sec" } }
+  t4: { source: hooks, handler: log, colour: blue }
+"#;
+    let found = errors(text);
+    let expected = [
+        "sources.secretive.http.verify.bearer.token: environment variable NOT_SET is not set",
+        "sources.mystery: unknown variant `ftp`, expected one of `http`, `s3`, `postgres`, `cron`",
+        "triggers.t3.retry.initial: \"1 sec\" is not a duration (try 1s, 500ms, 2m)",
+        "triggers.t4.colour: unknown field `colour`",
+    ];
+    for want in expected {
+        assert!(
+            found.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+
+    // Once the file parses, the cross-reference checks report everything too.
+    let text = r#"
+sources:
+  hooks: { http: { path: /a } }
+  again: { http: { path: /a } }
+  bucket: { s3: { bucket: images } }
+  health: { http: { path: /healthz } }
+triggers:
+  t1: { source: nowhere, handler: log }
+  t2: { source: hooks, handler: resize_imagez }
+  t3: { source: hooks, handler: log, retry: { max_attempts: 0, initial: 1h, max: 1m } }
+"#;
+    let found = errors(text);
+    let expected = [
+        "sources.hooks.http.path: \"/a\" is already used by source \"again\"",
+        "sources.bucket.s3: source kind \"s3\" is not supported yet",
+        "sources.health.http.path: \"/healthz\" is reserved for Switchyard itself",
+        "triggers.t1.source: unknown source \"nowhere\" (defined: again, bucket, health, hooks)",
+        "triggers.t2.handler: unknown handler \"resize_imagez\"",
+        "triggers.t3.retry.max_attempts: must be at least 1",
+        "triggers.t3.retry.initial: 1h is longer than retry.max (1m)",
+    ];
+    for want in expected {
+        assert!(
+            found.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+}
+
+#[test]
+fn unknown_top_level_and_nested_fields_are_rejected() {
+    let found = errors("stor: x\nhttp: { listen: 127.0.0.1:1, tls: true }\n");
+    assert!(found[0].starts_with("stor: unknown field"), "{found:?}");
+    assert!(
+        found[1].starts_with("http.tls: unknown field `tls`"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn interpolation_applies_defaults_and_reports_required_variables() {
+    let text = "store: ${DB:-sqlite://default.db}\nhttp: { admin_token: \"${TOKEN:?set the admin token}\" }\n";
+    let found = errors(text);
+    assert_eq!(
+        found,
+        ["http.admin_token: environment variable TOKEN is not set: set the admin token"]
+    );
+    let config = Config::parse("store: ${DB:-sqlite://default.db}\n", &env).unwrap();
+    assert_eq!(config.store, "sqlite://default.db");
+    let config = Config::parse("store: ${DB}\n", &PlaceholderEnv).unwrap();
+    assert_eq!(config.store, "placeholder-db");
+}
+
+#[test]
+fn secrets_do_not_appear_in_debug_output() {
+    let config = Config::load(GOOD, &env, &registered).unwrap();
+    assert!(!format!("{config:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn redacts_store_passwords() {
+    assert_eq!(
+        redact_url("postgres://app:hunter2@db/app"),
+        "postgres://app:***@db/app"
+    );
+    assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+}
+
+/// The example shipped at the repository root loads and validates with an empty
+/// environment, and keeps its documented shape.
+#[test]
+fn the_example_triggers_yaml_round_trips() {
+    let text = include_str!("../../../../triggers.yaml");
+    let config = Config::load(text, &|_: &str| None, &|_| false).unwrap();
+    assert_eq!(config.store, DEFAULT_STORE);
+    assert_eq!(config.http.listen, default_listen());
+    assert_eq!(
+        config.sources.keys().collect::<Vec<_>>(),
+        ["demo", "github"]
+    );
+    assert_eq!(config.triggers.len(), 3);
+    for trigger in config.triggers.values() {
+        assert!(config.sources.contains_key(&trigger.source));
+    }
+}

@@ -1,0 +1,164 @@
+//! Switchyard's event log and delivery queue, on SQLite (the embedded default) and
+//! Postgres (production).
+//!
+//! What belongs here: every SQL statement the engine runs, the embedded migrations,
+//! and the row types they return. What does not: routing, retry decisions and handler
+//! execution, which live in the `switchyard` crate and call the [`Store`] trait.
+//!
+//! Both backends keep the same tables (see `docs/event-log.md`):
+//! - `events`: append-only log, unique on `(source_name, dedupe_key)`;
+//! - `deliveries`: the queue, one row per (event, trigger) dispatch, with its status;
+//! - `attempts`: append-only, one row per finished or abandoned attempt.
+//!
+//! A dead letter is a delivery whose status is `dead`.
+
+mod migrations;
+mod postgres;
+mod rows;
+mod sqlite;
+mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+/// What can go wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or refused the statement. Ingress answers
+    /// 503 for these; the dispatcher retries later.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The schema could not be created or upgraded.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row that should exist does not, an argument is out of range, or a stored value
+    /// does not decode.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Unavailable(error)
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The event log and queue. Implemented for SQLite and Postgres.
+///
+/// Every method is one transaction unless it says otherwise. Methods are cancellation
+/// safe in the sense that dropping the future either commits nothing or everything.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates or upgrades the schema. Safe to call from several processes at once.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Round-trips to the database, for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+
+    /// Appends events with their deliveries, all in one transaction.
+    ///
+    /// An event whose `(source_name, dedupe_key)` already exists is not inserted and its
+    /// deliveries are not created; its result is `Duplicate` with the original id. The
+    /// results are in input order.
+    async fn append(&self, batch: &[NewEvent]) -> Result<Vec<Appended>>;
+
+    /// Claims up to `limit` runnable deliveries of the given triggers: pending ones
+    /// whose `run_at` has passed and, for ordered triggers, whose key has no earlier
+    /// unfinished delivery. Each claimed delivery gets `status = running`, a fresh
+    /// lease token and `lease_expires_at = now + lease`; its attempt number is
+    /// incremented. Never returns a delivery whose lease is live.
+    async fn claim(&self, triggers: &[String], limit: u32, lease: Duration)
+    -> Result<Vec<Claimed>>;
+
+    /// Extends the leases of the given (delivery, token) pairs. Returns how many were
+    /// still held; a lost lease is not extended.
+    async fn heartbeat(&self, leases: &[Lease], lease: Duration) -> Result<u64>;
+
+    /// Records finished attempts and moves their deliveries on, fenced by the lease
+    /// token: a result whose token no longer matches a running delivery is refused
+    /// (its attempt is not recorded) and reported as `false` in the output, in input
+    /// order. All in one transaction.
+    async fn finish(&self, results: &[Finished]) -> Result<Vec<bool>>;
+
+    /// Gives claimed deliveries back without recording an attempt (shutdown before
+    /// they started): status back to `pending`, attempt number decremented, lease
+    /// cleared. Fenced by token like `finish`.
+    async fn release(&self, leases: &[Lease]) -> Result<u64>;
+
+    /// Finds running deliveries whose lease has expired, records an `abandoned`
+    /// attempt for each (started at `claimed_at`, error "lease expired"), and makes
+    /// them pending again, runnable now. Returns how many.
+    async fn reclaim_expired(&self) -> Result<u64>;
+
+    /// When the earliest pending delivery of these triggers becomes runnable, if any.
+    async fn next_run_at(&self, triggers: &[String]) -> Result<Option<DateTime<Utc>>>;
+
+    /// Waits until another process may have added runnable work (Postgres LISTEN), or
+    /// forever if the backend has no such signal. Cancellation safe.
+    async fn wait_for_work(&self) -> Result<()>;
+
+    /// Adds deliveries for an existing event (replay). Returns the new delivery ids.
+    async fn add_deliveries(
+        &self,
+        event_id: Uuid,
+        deliveries: &[NewDelivery],
+        replay_of: Option<i64>,
+    ) -> Result<Vec<i64>>;
+
+    /// Lists events, newest first, with a summary of their deliveries.
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>>;
+
+    /// One event with every delivery and every attempt.
+    async fn get_event(&self, id: Uuid) -> Result<Option<EventDetail>>;
+
+    /// Events received in a window, oldest first, for replay.
+    async fn events_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        source: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<switchyard_core::Event>>;
+
+    /// Dead letters (deliveries with status `dead`), newest first.
+    async fn list_dead(&self, query: &DeadQuery) -> Result<Vec<DeadLetter>>;
+
+    /// One delivery with its attempts.
+    async fn get_delivery(&self, id: i64) -> Result<Option<DeliveryDetail>>;
+
+    /// Replays dead deliveries: each gets a new pending delivery (same event and
+    /// trigger, `replay_of` set) and its own status becomes `replayed`. Returns the
+    /// new delivery ids.
+    async fn replay_dead(&self, ids: &[i64]) -> Result<Vec<i64>>;
+
+    /// Deletes dead letters matching the query (and their attempts). Returns how many.
+    async fn purge_dead(&self, query: &DeadQuery) -> Result<u64>;
+
+    /// Queue figures for `/metrics`.
+    async fn stats(&self) -> Result<QueueStats>;
+}
+
+/// Opens the store a URL names: `sqlite://PATH`, `sqlite::memory:` or
+/// `postgres://...`. Does not migrate.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "unsupported store URL scheme in {:?} (use sqlite://PATH or postgres://...)",
+            switchyard_core::config::redact_url(url)
+        )))
+    }
+}

@@ -1,0 +1,76 @@
+//! Conversions between stored values and the crate's types that both backends share:
+//! status and outcome text, counters, limits and lease lengths, and the grouping of
+//! attempt rows under their deliveries.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::{
+    AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryStatus, Finished, Result, StoreError,
+};
+
+/// The error recorded on an attempt whose lease ran out before it reported a result.
+pub(crate) const LEASE_EXPIRED: &str = "lease expired: the worker stopped heartbeating";
+
+/// Decodes a stored `deliveries.status`.
+pub(crate) fn status(text: &str) -> Result<DeliveryStatus> {
+    DeliveryStatus::parse(text).ok_or_else(|| {
+        StoreError::Invalid(format!("unknown delivery status {text:?} in the store"))
+    })
+}
+
+/// Decodes a stored `attempts.outcome`.
+pub(crate) fn outcome(text: &str) -> Result<AttemptOutcome> {
+    AttemptOutcome::parse(text).ok_or_else(|| {
+        StoreError::Invalid(format!("unknown attempt outcome {text:?} in the store"))
+    })
+}
+
+/// A stored counter as `u32`; counters are never negative, and saturate if huge.
+pub(crate) fn count(value: i64) -> u32 {
+    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
+}
+
+/// A query limit: `0` means no limit, which both backends express as `None`.
+pub(crate) fn limit(value: u32) -> Option<i64> {
+    (value > 0).then_some(i64::from(value))
+}
+
+/// A lease length in whole milliseconds.
+pub(crate) fn lease_millis(lease: Duration) -> Result<i64> {
+    i64::try_from(lease.as_millis())
+        .map_err(|_| StoreError::Invalid(format!("lease of {lease:?} is too long")))
+}
+
+/// The status a delivery moves to when an attempt finishes with `outcome`.
+pub(crate) fn status_after(outcome: AttemptOutcome) -> DeliveryStatus {
+    match outcome {
+        AttemptOutcome::Succeeded => DeliveryStatus::Succeeded,
+        AttemptOutcome::Retry | AttemptOutcome::Abandoned => DeliveryStatus::Pending,
+        AttemptOutcome::Dead => DeliveryStatus::Dead,
+    }
+}
+
+/// Logs a finished attempt that was refused because its lease is no longer held.
+pub(crate) fn warn_refused(result: &Finished) {
+    tracing::warn!(
+        delivery_id = result.lease.delivery_id,
+        attempt = result.attempt,
+        outcome = result.outcome.as_str(),
+        "refused a late result: the lease is no longer held (expired or given back), the attempt is not recorded"
+    );
+}
+
+/// Puts each attempt into its delivery's `attempt_log`, keeping the attempts' order.
+pub(crate) fn attach_attempts(deliveries: &mut [DeliveryDetail], attempts: Vec<AttemptRecord>) {
+    let index: HashMap<i64, usize> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.id, i))
+        .collect();
+    for attempt in attempts {
+        if let Some(&i) = index.get(&attempt.delivery_id) {
+            deliveries[i].attempt_log.push(attempt);
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Rows in and out of the store.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use switchyard_core::Event;
+use uuid::Uuid;
+
+/// An event to append, with the deliveries routing chose for it.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event: Event,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// One delivery to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub trigger: String,
+    /// The per-key ordering key, for triggers with `ordering`.
+    pub ordering_key: Option<String>,
+}
+
+/// The result of appending one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    Created(Uuid),
+    /// An event with the same dedupe key exists; this is its id.
+    Duplicate(Uuid),
+}
+
+impl Appended {
+    pub fn id(self) -> Uuid {
+        match self {
+            Self::Created(id) | Self::Duplicate(id) => id,
+        }
+    }
+}
+
+/// A held lease: the delivery and the token that fences it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub delivery_id: i64,
+    pub token: Uuid,
+}
+
+/// A delivery claimed for execution.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub lease: Lease,
+    pub trigger: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// When the delivery was created; `max_event_age` counts from here.
+    pub created_at: DateTime<Utc>,
+    pub claimed_at: DateTime<Utc>,
+    pub event: Event,
+}
+
+/// The outcome of one attempt, as recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// Failed; another attempt is scheduled.
+    Retry,
+    /// Failed for good: fatal, or the policy is exhausted.
+    Dead,
+    /// The worker lost its lease (crashed or paused) before recording a result.
+    Abandoned,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Retry => "retry",
+            Self::Dead => "dead",
+            Self::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "succeeded" => Self::Succeeded,
+            "retry" => Self::Retry,
+            "dead" => Self::Dead,
+            "abandoned" => Self::Abandoned,
+            _ => return None,
+        })
+    }
+}
+
+/// A finished attempt to record.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub lease: Lease,
+    pub attempt: u32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub outcome: AttemptOutcome,
+    /// For `Retry`: when the next attempt may run.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// A delivery's lifecycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Dead,
+    /// A dead letter that was replayed into a new delivery.
+    Replayed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Dead => "dead",
+            Self::Replayed => "replayed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "dead" => Self::Dead,
+            "replayed" => Self::Replayed,
+            _ => return None,
+        })
+    }
+}
+
+/// Filters for `switchyard events`.
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    pub source: Option<String>,
+    pub ty: Option<String>,
+    /// Only events with a delivery to this trigger.
+    pub trigger: Option<String>,
+    /// Only events with a delivery in this status.
+    pub status: Option<DeliveryStatus>,
+    pub since: Option<DateTime<Utc>>,
+    /// Only events appended after this one (for `--follow`), oldest first when set.
+    pub after: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// A line of `switchyard events`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventSummary {
+    pub id: Uuid,
+    pub source_name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub subject: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub deliveries: u32,
+    pub succeeded: u32,
+    pub pending: u32,
+    pub dead: u32,
+}
+
+/// `switchyard event ID`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventDetail {
+    pub event: Event,
+    pub source_name: String,
+    pub received_at: DateTime<Utc>,
+    pub dedupe_key: Option<String>,
+    pub deliveries: Vec<DeliveryDetail>,
+}
+
+/// A delivery with its attempts.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliveryDetail {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub trigger: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub ordering_key: Option<String>,
+    pub replay_of: Option<i64>,
+    pub last_error: Option<String>,
+    pub attempt_log: Vec<AttemptRecord>,
+}
+
+/// One row of `attempts`.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptRecord {
+    pub delivery_id: i64,
+    pub attempt: u32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub outcome: AttemptOutcome,
+    pub error: Option<String>,
+}
+
+/// Filters for dead letters.
+#[derive(Clone, Debug, Default)]
+pub struct DeadQuery {
+    pub trigger: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+/// A line of `switchyard dlq list`.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeadLetter {
+    pub delivery_id: i64,
+    pub event_id: Uuid,
+    pub trigger: String,
+    pub source_name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub died_at: DateTime<Utc>,
+}
+
+/// Queue figures for `/metrics`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct QueueStats {
+    /// Pending and running deliveries, per trigger.
+    pub depth: Vec<(String, u64)>,
+    /// Age in seconds of the oldest pending delivery that is already runnable.
+    pub oldest_pending_secs: f64,
+    /// Dead letters, per trigger.
+    pub dead: Vec<(String, u64)>,
+}

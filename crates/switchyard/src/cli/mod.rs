@@ -1,0 +1,283 @@
+//! The command line: `run`, `validate`, `migrate`, `events`, `event`, `dlq`, `replay`
+//! and `send`. Every command prints tables by default and JSON with `--json`; errors
+//! are one line on stderr and a non-zero exit.
+
+mod inspect;
+mod output;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use switchyard_core::config::{Config, Environment, PlaceholderEnv, ProcessEnv};
+use switchyard_store::{Appended, NewEvent, Store};
+
+use crate::engine::Engine;
+use crate::router::Router;
+
+/// Switchyard: durable event triggers.
+#[derive(Parser, Debug)]
+#[command(name = "switchyard", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConfigArg {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "triggers.yaml",
+        env = "SWITCHYARD_CONFIG"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the sources, the dispatcher and the HTTP server until SIGTERM or Ctrl-C.
+    Run(ConfigArg),
+    /// Check the configuration; list every problem with its path.
+    Validate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Do not require environment variables to be set (they get placeholders).
+        #[arg(long)]
+        no_environment: bool,
+    },
+    /// Create or upgrade the store schema.
+    Migrate(ConfigArg),
+    /// List or follow the event log.
+    Events(inspect::EventsArgs),
+    /// One event with all its deliveries and attempts.
+    Event(inspect::EventArgs),
+    /// Dead letters: list, show, replay, purge.
+    Dlq(inspect::DlqArgs),
+    /// Dispatch stored events again: one event, or a time window.
+    Replay(inspect::ReplayArgs),
+    /// Inject a test event as the named source would produce it.
+    Send(SendArgs),
+}
+
+#[derive(Args, Debug)]
+struct SendArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The source the event comes from.
+    source: String,
+    /// The event type (defaults to the source kind's usual type).
+    #[arg(long = "type")]
+    ty: Option<String>,
+    #[arg(long)]
+    subject: Option<String>,
+    /// The event data, as JSON.
+    #[arg(long, default_value = "{}")]
+    data: String,
+    /// A dedupe key; a second send with the same key makes no new event.
+    #[arg(long)]
+    dedupe_key: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// A command's failure: one line for stderr.
+#[derive(Debug)]
+pub struct CliError(String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(error: E) -> Self {
+        Self(error.to_string())
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+pub async fn main(engine: Engine, args: Vec<OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap prints help and version to stdout and usage errors to stderr.
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_tracing(matches!(cli.command, Command::Run(_)));
+    match execute(engine, cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(running: bool) {
+    let default = if running { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A second initialization (an embedding program set its own) is fine to ignore.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn execute(engine: Engine, command: Command) -> CliResult {
+    match command {
+        Command::Run(args) => run(engine, &args).await,
+        Command::Validate {
+            config,
+            no_environment,
+        } => validate(&engine, &config, no_environment),
+        Command::Migrate(args) => {
+            let config = load(&engine, &args)?;
+            open_store(&config).await?;
+            println!(
+                "schema is up to date ({})",
+                switchyard_core::config::redact_url(&config.store)
+            );
+            Ok(())
+        }
+        Command::Events(args) => {
+            let config = load(&engine, &args.config)?;
+            inspect::events(&*open_store(&config).await?, args).await
+        }
+        Command::Event(args) => {
+            let config = load(&engine, &args.config)?;
+            inspect::event(&*open_store(&config).await?, args).await
+        }
+        Command::Dlq(args) => {
+            let config = load(&engine, &args.config)?;
+            inspect::dlq(&*open_store(&config).await?, args).await
+        }
+        Command::Replay(args) => {
+            let config = load(&engine, &args.config)?;
+            let router = Router::new(&config);
+            inspect::replay(&*open_store(&config).await?, &router, args).await
+        }
+        Command::Send(args) => send(&engine, args).await,
+    }
+}
+
+/// Reads, interpolates and validates the configuration file.
+fn load_with(engine: &Engine, args: &ConfigArg, env: &dyn Environment) -> Result<Config, CliError> {
+    let path = &args.config;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+    Config::load(&text, env, &|name| engine.registry().contains(name)).map_err(|errors| {
+        CliError(format!(
+            "{} has {} problem(s):\n{errors}",
+            path.display(),
+            errors.0.len()
+        ))
+    })
+}
+
+fn load(engine: &Engine, args: &ConfigArg) -> Result<Config, CliError> {
+    load_with(engine, args, &ProcessEnv)
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
+    let store = switchyard_store::open(&config.store).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+fn validate(engine: &Engine, args: &ConfigArg, no_environment: bool) -> CliResult {
+    let env: &dyn Environment = if no_environment {
+        &PlaceholderEnv
+    } else {
+        &ProcessEnv
+    };
+    let config = load_with(engine, args, env)?;
+    println!(
+        "{} is valid: {} source(s), {} trigger(s)",
+        args.config.display(),
+        config.sources.len(),
+        config.triggers.len()
+    );
+    Ok(())
+}
+
+async fn run(engine: Engine, args: &ConfigArg) -> CliResult {
+    let config = load(&engine, args)?;
+    let running = engine.start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutdown requested");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+async fn send(engine: &Engine, args: SendArgs) -> CliResult {
+    let config = load(engine, &args.config)?;
+    let data: serde_json::Value = serde_json::from_str(&args.data)
+        .map_err(|e| CliError(format!("--data is not valid JSON: {e}")))?;
+    let mut event =
+        crate::sources::synthetic_event(&config, &args.source, args.ty, data).map_err(CliError)?;
+    event.subject = args.subject;
+    event.dedupe_key = args.dedupe_key.map(|k| format!("send:{k}"));
+    let deliveries = Router::new(&config).route(&event);
+    let triggers: Vec<String> = deliveries.iter().map(|d| d.trigger.clone()).collect();
+    let store = open_store(&config).await?;
+    let appended = store.append(&[NewEvent { event, deliveries }]).await?;
+    let appended = appended
+        .first()
+        .copied()
+        .ok_or_else(|| CliError("the store returned no result".into()))?;
+    let duplicate = matches!(appended, Appended::Duplicate(_));
+    if args.json {
+        output::print_json(
+            &serde_json::json!({ "id": appended.id(), "duplicate": duplicate, "triggers": triggers }),
+        );
+    } else if duplicate {
+        println!("duplicate of event {}", appended.id());
+    } else {
+        println!(
+            "event {} → {}",
+            appended.id(),
+            if triggers.is_empty() {
+                "no matching trigger".to_owned()
+            } else {
+                triggers.join(", ")
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,470 @@
+//! The dispatcher: claims runnable deliveries, runs their handlers under the retry
+//! policy, and records every attempt.
+//!
+//! One loop claims in batches while this process has free capacity (the global
+//! `dispatcher.concurrency` and each trigger's `concurrency`). Each claimed delivery
+//! runs on its own task. Beside the loop:
+//! - a heartbeat task extends the leases of everything in flight;
+//! - a reclaim task returns deliveries whose holder died (expired leases) to the queue;
+//! - a completer task records results in batched, fenced transactions.
+//!
+//! Wake-ups come from the in-process [`Notify`] (local ingress), from the store
+//! (Postgres LISTEN/NOTIFY) and, as the safety net, from polling.
+
+mod attempt;
+mod completer;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use switchyard_core::RetryPolicy;
+use switchyard_core::config::DispatcherConfig;
+use switchyard_store::{AttemptOutcome, Claimed, Finished, Lease, Store};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use attempt::Verdict;
+use completer::Completer;
+
+use crate::handler::{Context, Handler, Resources};
+use crate::metrics::Metrics;
+
+/// Most deliveries one claim takes.
+const CLAIM_BATCH: usize = 64;
+
+/// A trigger as the dispatcher runs it.
+pub struct TriggerRuntime {
+    pub name: Arc<str>,
+    pub handler: Arc<dyn Handler>,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub permits: Arc<Semaphore>,
+}
+
+/// What one executed delivery came to; returned by [`Dispatcher::run_next`].
+#[derive(Clone, Debug)]
+pub struct Executed {
+    pub claimed: Claimed,
+    pub verdict: Verdict,
+    /// Whether the store accepted the result (false: the lease was lost meanwhile).
+    pub recorded: bool,
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    triggers: HashMap<String, Arc<TriggerRuntime>>,
+    trigger_names: Vec<String>,
+    settings: DispatcherConfig,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    resources: Arc<Resources>,
+    in_flight: Mutex<HashSet<Lease>>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        triggers: Vec<TriggerRuntime>,
+        settings: DispatcherConfig,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+        resources: Arc<Resources>,
+    ) -> Self {
+        let triggers: HashMap<_, _> = triggers
+            .into_iter()
+            .map(|t| (t.name.to_string(), Arc::new(t)))
+            .collect();
+        let mut trigger_names: Vec<String> = triggers.keys().cloned().collect();
+        trigger_names.sort();
+        Self {
+            store,
+            triggers,
+            trigger_names,
+            settings,
+            wake,
+            metrics,
+            resources,
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn lease(&self) -> Duration {
+        self.settings.lease.get()
+    }
+
+    /// Runs until `shutdown` fires, then drains: in-flight deliveries get
+    /// `shutdown_grace` to finish, deliveries not yet started are released at once,
+    /// and whatever is still running after the grace is cancelled and released.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        if self.triggers.is_empty() {
+            shutdown.cancelled().await;
+            return;
+        }
+        let completer = Completer::start(self.store.clone(), self.wake.clone());
+        let background = CancellationToken::new();
+        tokio::spawn(self.clone().heartbeat(background.clone()));
+        tokio::spawn(self.clone().reclaim(background.clone()));
+        tokio::spawn(listen(
+            self.store.clone(),
+            self.wake.clone(),
+            background.clone(),
+        ));
+
+        let global = Arc::new(Semaphore::new(self.settings.concurrency as usize));
+        let handlers_cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut failures = 0u32;
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let first = tokio::select! {
+                permit = global.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = shutdown.cancelled() => break,
+            };
+            let mut permits = vec![first];
+            while permits.len() < CLAIM_BATCH {
+                match global.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            let open: Vec<String> = self
+                .trigger_names
+                .iter()
+                .filter(|name| self.triggers[*name].permits.available_permits() > 0)
+                .cloned()
+                .collect();
+            let wanted = permits.len();
+            let claimed = if open.is_empty() {
+                Vec::new()
+            } else {
+                match self
+                    .store
+                    .claim(
+                        &open,
+                        u32::try_from(wanted).unwrap_or(u32::MAX),
+                        self.lease(),
+                    )
+                    .await
+                {
+                    Ok(claimed) => {
+                        failures = 0;
+                        claimed
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        let pause = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                        tracing::warn!(%error, retry_in = ?pause, "could not claim deliveries");
+                        drop(permits);
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => continue,
+                            () = shutdown.cancelled() => break,
+                        }
+                    }
+                }
+            };
+            let got = claimed.len();
+            for delivery in claimed {
+                let permit = permits
+                    .pop()
+                    .expect("claimed no more than the permits held");
+                self.track(delivery.lease);
+                let this = self.clone();
+                let completer = completer.clone();
+                let shutdown = shutdown.clone();
+                let cancel = handlers_cancel.child_token();
+                tasks.spawn(async move {
+                    this.deliver(delivery, permit, completer, shutdown, cancel)
+                        .await
+                });
+            }
+            drop(permits);
+            if got < wanted {
+                self.idle(&open, &shutdown).await;
+            }
+        }
+
+        let grace = self.settings.shutdown_grace.get();
+        tracing::info!(
+            in_flight = tasks.len(),
+            ?grace,
+            "stopping: draining in-flight deliveries"
+        );
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                still_running = tasks.len(),
+                "grace period over: cancelling handlers"
+            );
+            handlers_cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        if tokio::time::timeout(Duration::from_secs(10), completer.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "could not record the last results in time; those deliveries will run again"
+            );
+        }
+        background.cancel();
+        let leftover: Vec<Lease> = self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .drain()
+            .collect();
+        if !leftover.is_empty() {
+            match self.store.release(&leftover).await {
+                Ok(released) => tracing::info!(released, "released unfinished deliveries"),
+                Err(error) => {
+                    tracing::warn!(%error, "could not release deliveries; their leases will expire")
+                }
+            }
+        }
+    }
+
+    /// Waits for a reason to claim again: local ingress, a store notification, the
+    /// next scheduled retry, the poll interval, or shutdown.
+    async fn idle(&self, open: &[String], shutdown: &CancellationToken) {
+        let poll = self.settings.poll_interval.get();
+        let mut wait = poll;
+        if !open.is_empty()
+            && let Ok(Some(next)) = self.store.next_run_at(open).await
+        {
+            wait = wait.min((next - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+        }
+        tokio::select! {
+            () = self.wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+
+    async fn deliver(
+        self: Arc<Self>,
+        claimed: Claimed,
+        permit: OwnedSemaphorePermit,
+        completer: Completer,
+        shutdown: CancellationToken,
+        cancel: CancellationToken,
+    ) {
+        let lease = claimed.lease;
+        let trigger = self.triggers[&claimed.trigger].clone();
+        let trigger_permit = tokio::select! {
+            permit = trigger.permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = shutdown.cancelled() => {
+                self.untrack(lease);
+                if let Err(error) = self.store.release(&[lease]).await {
+                    tracing::warn!(%error, delivery = lease.delivery_id, "could not release; its lease will expire");
+                }
+                return;
+            }
+        };
+        let finished = self.execute(&trigger, &claimed, cancel).await;
+        let outcome = finished.outcome;
+        let recorded = completer.finish(finished).await;
+        if !recorded {
+            tracing::warn!(
+                delivery = lease.delivery_id,
+                ?outcome,
+                "result refused: the lease was lost to another worker"
+            );
+        }
+        self.untrack(lease);
+        drop((trigger_permit, permit));
+    }
+
+    /// Runs one attempt of a claimed delivery and decides what follows.
+    async fn execute(
+        &self,
+        trigger: &TriggerRuntime,
+        claimed: &Claimed,
+        cancel: CancellationToken,
+    ) -> Finished {
+        let span = tracing::info_span!(
+            "delivery",
+            trigger = %trigger.name,
+            event = %claimed.event.id,
+            delivery = claimed.lease.delivery_id,
+            attempt = claimed.attempt,
+        );
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let deadline = started + trigger.timeout;
+        let ctx = Context {
+            trigger: trigger.name.clone(),
+            delivery_id: claimed.lease.delivery_id,
+            attempt: claimed.attempt,
+            deadline,
+            cancellation: cancel.clone(),
+            span: span.clone(),
+            resources: self.resources.clone(),
+        };
+        let call = trigger.handler.handle(ctx, claimed.event.clone());
+        let result = attempt::with_deadline(
+            attempt::catch_panic(call),
+            deadline,
+            trigger.timeout,
+            &cancel,
+        )
+        .instrument(span.clone())
+        .await;
+        let elapsed = started.elapsed();
+        let verdict = attempt::decide(
+            &result,
+            claimed.attempt,
+            &trigger.retry,
+            claimed.created_at,
+            Utc::now(),
+            &mut rand::rng(),
+        );
+        span.in_scope(|| match (&verdict.outcome, &verdict.error) {
+            (AttemptOutcome::Succeeded, _) => tracing::debug!(?elapsed, "delivered"),
+            (AttemptOutcome::Retry, Some(error)) => {
+                tracing::info!(%error, retry_at = ?verdict.retry_at, "attempt failed; will retry")
+            }
+            (_, error) => tracing::warn!(error = error.as_deref().unwrap_or(""), "dead-lettered"),
+        });
+        self.metrics.attempt_finished(
+            &trigger.name,
+            verdict.outcome.as_str(),
+            elapsed.as_secs_f64(),
+        );
+        Finished {
+            lease: claimed.lease,
+            attempt: claimed.attempt,
+            started_at,
+            duration_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+            outcome: verdict.outcome,
+            retry_at: verdict.retry_at,
+            error: verdict.error,
+        }
+    }
+
+    /// Claims and runs one runnable delivery to completion, recording its attempt.
+    /// `None` when nothing is runnable. Used by the test kit.
+    pub async fn run_next(&self) -> Result<Option<Executed>, switchyard_store::StoreError> {
+        let Some(claimed) = self
+            .store
+            .claim(&self.trigger_names, 1, self.lease())
+            .await?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        let trigger = self.triggers[&claimed.trigger].clone();
+        let finished = self
+            .execute(&trigger, &claimed, CancellationToken::new())
+            .await;
+        let verdict = Verdict {
+            outcome: finished.outcome,
+            retry_at: finished.retry_at,
+            error: finished.error.clone(),
+        };
+        let recorded = self
+            .store
+            .finish(std::slice::from_ref(&finished))
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(false);
+        Ok(Some(Executed {
+            claimed,
+            verdict,
+            recorded,
+        }))
+    }
+
+    fn track(&self, lease: Lease) {
+        self.in_flight.lock().expect("in-flight lock").insert(lease);
+    }
+
+    fn untrack(&self, lease: Lease) {
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .remove(&lease);
+    }
+
+    async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
+        let every = self.lease() / 3;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => return,
+            }
+            let leases: Vec<Lease> = self
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .iter()
+                .copied()
+                .collect();
+            if leases.is_empty() {
+                continue;
+            }
+            match self.store.heartbeat(&leases, self.lease()).await {
+                Ok(held) if held < leases.len() as u64 => {
+                    tracing::warn!(
+                        held,
+                        in_flight = leases.len(),
+                        "some leases were lost; their results will be refused"
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "heartbeat failed"),
+            }
+        }
+    }
+
+    async fn reclaim(self: Arc<Self>, stop: CancellationToken) {
+        let every = (self.lease() / 2).max(Duration::from_millis(100));
+        loop {
+            match self.store.reclaim_expired().await {
+                Ok(0) => {}
+                Ok(count) => {
+                    tracing::warn!(
+                        count,
+                        "reclaimed deliveries whose worker stopped heartbeating"
+                    );
+                    self.wake.notify_one();
+                }
+                Err(error) => tracing::warn!(%error, "could not reclaim expired leases"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// Forwards the store's cross-process wake-ups to the dispatcher.
+async fn listen(store: Arc<dyn Store>, wake: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            result = store.wait_for_work() => match result {
+                Ok(()) => wake.notify_one(),
+                Err(error) => {
+                    tracing::debug!(%error, "store notifications interrupted; polling meanwhile");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+            },
+            () = stop.cancelled() => return,
+        }
+    }
+}

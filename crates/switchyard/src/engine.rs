@@ -1,0 +1,260 @@
+//! The [`Engine`]: handler registration, the CLI entry point, and the running
+//! engine (store, ingress, dispatcher and HTTP server) behind `switchyard run`.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use switchyard_core::config::{Config, ConfigErrors, HandlerSpec, SourceConfig};
+use switchyard_store::{Store, StoreError};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::{Dispatcher, TriggerRuntime};
+use crate::handler::{Handler, Registry, Resources};
+use crate::handlers;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::router::Router;
+use crate::server;
+use crate::sources::http::HttpSourceRuntime;
+
+/// The engine a user's binary builds: register handlers, then hand over to the CLI.
+///
+/// ```no_run
+/// # use switchyard::{Engine, handler_fn, Context, Event, HandlerError};
+/// # async fn f(_: Context, _: Event) -> Result<(), HandlerError> { Ok(()) }
+/// # async fn main_() -> std::process::ExitCode {
+/// Engine::from_cli().handler("resize_image", handler_fn(f)).run().await
+/// # }
+/// ```
+#[derive(Default)]
+pub struct Engine {
+    pub(crate) registry: Registry,
+    pub(crate) resources: Resources,
+    args: Option<Vec<OsString>>,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("trigger {trigger:?}: {reason}")]
+    Handler { trigger: String, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl Engine {
+    /// An engine that reads its command line from the process arguments when run.
+    pub fn from_cli() -> Self {
+        Self::default()
+    }
+
+    /// An engine that runs the given command line instead of the process arguments
+    /// (the first item is the program name).
+    pub fn with_args<I, T>(args: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        Self {
+            args: Some(args.into_iter().map(Into::into).collect()),
+            ..Self::default()
+        }
+    }
+
+    /// Registers a handler under `name`; triggers refer to it with `handler: name`.
+    pub fn handler(mut self, name: impl Into<String>, handler: impl Handler) -> Self {
+        self.registry.insert(name, handler);
+        self
+    }
+
+    /// Shares a value (a client, a pool) with every handler through
+    /// [`Context::resource`](crate::Context::resource).
+    pub fn resource<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.resources.insert(value);
+        self
+    }
+
+    /// Parses the command line and runs the command. Errors are printed as one line on
+    /// stderr, with a non-zero exit code.
+    pub async fn run(self) -> ExitCode {
+        let args = self
+            .args
+            .clone()
+            .unwrap_or_else(|| std::env::args_os().collect());
+        crate::cli::main(self, args).await
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Loads, validates and starts everything `config` describes, in this process:
+    /// the store (migrated), ingress, the dispatcher and the HTTP listener. Returns
+    /// once the listener is bound.
+    pub async fn start(self, config: Config) -> Result<RunningEngine, EngineError> {
+        let registry = self.registry;
+        config.validate(&|name| registry.contains(name))?;
+        let store = switchyard_store::open(&config.store).await?;
+        store.migrate().await?;
+        let parts = Parts::build(&config, store, &registry, Arc::new(self.resources))?;
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|source| EngineError::Listen {
+                addr: config.http.listen,
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| EngineError::Listen {
+                addr: config.http.listen,
+                source,
+            })?;
+        let shutdown = CancellationToken::new();
+        let app = server::router(&config, &parts);
+        let server_shutdown = shutdown.clone();
+        let server = tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(server_shutdown.cancelled_owned())
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "the HTTP server stopped");
+            }
+        });
+        let dispatcher = tokio::spawn(parts.dispatcher.clone().run(shutdown.clone()));
+        tracing::info!(%local_addr, store = %switchyard_core::config::redact_url(&config.store), triggers = config.triggers.len(), "switchyard is running");
+        Ok(RunningEngine {
+            local_addr,
+            store: parts.store.clone(),
+            shutdown,
+            server,
+            dispatcher,
+        })
+    }
+}
+
+/// An engine started with [`Engine::start`].
+pub struct RunningEngine {
+    local_addr: SocketAddr,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
+}
+
+impl RunningEngine {
+    /// Where the HTTP listener is bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The store, for inspecting the event log.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Stops accepting requests and claiming work, lets in-flight deliveries finish
+    /// within the grace period, releases the rest, and returns.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for task in [self.server, self.dispatcher] {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "a task failed while stopping");
+            }
+        }
+    }
+}
+
+/// Everything built from a configuration, shared by the server, the dispatcher and
+/// the test kit.
+pub(crate) struct Parts {
+    pub store: Arc<dyn Store>,
+    pub ingest: Ingest,
+    pub dispatcher: Arc<Dispatcher>,
+    pub metrics: Arc<Metrics>,
+    pub http_sources: Vec<Arc<HttpSourceRuntime>>,
+}
+
+impl Parts {
+    pub fn build(
+        config: &Config,
+        store: Arc<dyn Store>,
+        registry: &Registry,
+        resources: Arc<Resources>,
+    ) -> Result<Self, EngineError> {
+        let metrics = Arc::new(Metrics::new());
+        let wake = Arc::new(Notify::new());
+        let router = Arc::new(Router::new(config));
+        let parallel_commits = if config.store.starts_with("sqlite:") {
+            1
+        } else {
+            4
+        };
+        let ingest = Ingest::start(
+            store.clone(),
+            router,
+            metrics.clone(),
+            wake.clone(),
+            parallel_commits,
+        );
+        let mut triggers = Vec::new();
+        for (name, trigger) in config.triggers.iter().filter(|(_, t)| t.enabled) {
+            let handler: Arc<dyn Handler> = match &trigger.handler {
+                HandlerSpec::Registered(handler) => {
+                    registry.get(handler).ok_or_else(|| EngineError::Handler {
+                        trigger: name.clone(),
+                        reason: format!("no handler named {handler:?} is registered"),
+                    })?
+                }
+                HandlerSpec::Builtin(builtin) => {
+                    handlers::build(builtin).map_err(|e| EngineError::Handler {
+                        trigger: name.clone(),
+                        reason: e.to_string(),
+                    })?
+                }
+            };
+            triggers.push(TriggerRuntime {
+                name: Arc::from(name.as_str()),
+                handler,
+                retry: trigger.retry.clone(),
+                timeout: trigger.timeout.get(),
+                permits: Arc::new(Semaphore::new(trigger.concurrency as usize)),
+            });
+        }
+        let dispatcher = Arc::new(Dispatcher::new(
+            store.clone(),
+            triggers,
+            config.dispatcher.clone(),
+            wake,
+            metrics.clone(),
+            resources,
+        ));
+        let http_sources = config
+            .sources
+            .iter()
+            .filter_map(|(name, source)| match source {
+                SourceConfig::Http(http) => {
+                    Some(Arc::new(HttpSourceRuntime::new(name.clone(), http.clone())))
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(Self {
+            store,
+            ingest,
+            dispatcher,
+            metrics,
+            http_sources,
+        })
+    }
+}

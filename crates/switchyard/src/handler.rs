@@ -1,0 +1,281 @@
+//! The handler SDK: what plugin authors implement and what they receive.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::Event;
+
+/// The future a handler returns.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+
+/// Something that handles deliveries. Implement it on a struct to keep state (clients,
+/// pools) between deliveries; for a plain async function use [`handler_fn`].
+///
+/// A handler may be called concurrently for different deliveries, up to the trigger's
+/// `concurrency`. It should stop promptly when `ctx.cancellation()` fires; if it does
+/// not, it is dropped at the deadline and the attempt counts as a timeout.
+pub trait Handler: Send + Sync + 'static {
+    fn handle<'a>(&'a self, ctx: Context, event: Event) -> HandlerFuture<'a>;
+}
+
+/// Wraps an async function as a [`Handler`].
+///
+/// ```no_run
+/// use switchyard::{Context, Event, HandlerError, handler_fn};
+///
+/// async fn greet(ctx: Context, event: Event) -> Result<(), HandlerError> {
+///     tracing::info!(attempt = ctx.attempt(), id = %event.id, "hello");
+///     Ok(())
+/// }
+/// let handler = handler_fn(greet);
+/// ```
+pub fn handler_fn<F, Fut>(f: F) -> FnHandler<F>
+where
+    F: Fn(Context, Event) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    FnHandler(f)
+}
+
+/// A [`Handler`] made from a function by [`handler_fn`].
+pub struct FnHandler<F>(F);
+
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(Context, Event) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    fn handle<'a>(&'a self, ctx: Context, event: Event) -> HandlerFuture<'a> {
+        Box::pin((self.0)(ctx, event))
+    }
+}
+
+/// Why an attempt failed, and whether trying again could help.
+///
+/// The classification is made where the error happens, as a type: never by matching
+/// message text.
+#[derive(Debug)]
+pub struct HandlerError {
+    kind: ErrorKind,
+    retry_after: Option<Duration>,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Transient: retry according to the trigger's policy.
+    Retryable,
+    /// Permanent: dead-letter now.
+    Fatal,
+}
+
+impl HandlerError {
+    /// A transient failure; the delivery is retried per the trigger's policy.
+    pub fn retryable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            kind: ErrorKind::Retryable,
+            retry_after: None,
+            source: error.into(),
+        }
+    }
+
+    /// A permanent failure; the delivery is dead-lettered without further attempts.
+    pub fn fatal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            kind: ErrorKind::Fatal,
+            retry_after: None,
+            source: error.into(),
+        }
+    }
+
+    /// A transient failure whose next attempt should wait `delay` (as an HTTP
+    /// `Retry-After` asks). The trigger's `retry.max` still caps it.
+    pub fn retry_after(
+        delay: Duration,
+        error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            kind: ErrorKind::Retryable,
+            retry_after: Some(delay),
+            source: error.into(),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn is_fatal(&self) -> bool {
+        self.kind == ErrorKind::Fatal
+    }
+
+    pub fn retry_after_delay(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)?;
+        let mut cause = self.source.source();
+        while let Some(inner) = cause {
+            write!(f, ": {inner}")?;
+            cause = inner.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for HandlerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// A payload that does not decode will not decode next time either: fatal.
+impl From<switchyard_core::envelope::DataError> for HandlerError {
+    fn from(error: switchyard_core::envelope::DataError) -> Self {
+        Self::fatal(error)
+    }
+}
+
+/// What a handler knows about the delivery it is running.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub(crate) trigger: Arc<str>,
+    pub(crate) delivery_id: i64,
+    pub(crate) attempt: u32,
+    pub(crate) deadline: Instant,
+    pub(crate) cancellation: CancellationToken,
+    pub(crate) span: tracing::Span,
+    pub(crate) resources: Arc<Resources>,
+}
+
+impl Context {
+    /// The trigger this delivery belongs to.
+    pub fn trigger(&self) -> &str {
+        &self.trigger
+    }
+
+    /// This attempt's number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The delivery's row id in the store.
+    pub fn delivery_id(&self) -> i64 {
+        self.delivery_id
+    }
+
+    /// `EVENT_ID:TRIGGER`: the same for every attempt and every redelivery of this
+    /// event to this trigger. Use it to make duplicates harmless.
+    pub fn idempotency_key(&self, event: &Event) -> String {
+        idempotency_key(event.id, &self.trigger)
+    }
+
+    /// When the attempt times out. After it the handler's future is dropped.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Fires on shutdown and at the deadline. Long handlers should watch it.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancellation
+    }
+
+    /// The tracing span of this attempt; the handler already runs inside it.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// A shared resource the engine was given with `Engine::resource`, by type.
+    pub fn resource<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.resources.get::<T>()
+    }
+}
+
+/// The idempotency key of an event's delivery to a trigger.
+pub fn idempotency_key(event_id: Uuid, trigger: &str) -> String {
+    format!("{event_id}:{trigger}")
+}
+
+/// Values shared with every handler through [`Context::resource`], keyed by type.
+#[derive(Default)]
+pub struct Resources(HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>);
+
+impl Resources {
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.0.insert(std::any::TypeId::of::<T>(), Arc::new(value));
+    }
+
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.0
+            .get(&std::any::TypeId::of::<T>())?
+            .clone()
+            .downcast::<T>()
+            .ok()
+    }
+}
+
+impl fmt::Debug for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Resources({} entries)", self.0.len())
+    }
+}
+
+/// Handlers registered in Rust, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+}
+
+impl Registry {
+    pub fn insert(&mut self, name: impl Into<String>, handler: impl Handler) {
+        self.handlers.insert(name.into(), Arc::new(handler));
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Handler>> {
+        self.handlers.get(name).cloned()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.handlers.contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_classification_and_chain() {
+        let io = std::io::Error::other("disk full");
+        let err = HandlerError::retryable(io);
+        assert_eq!(err.kind(), ErrorKind::Retryable);
+        assert_eq!(err.to_string(), "disk full");
+        let err = HandlerError::retry_after(Duration::from_secs(3), "busy");
+        assert_eq!(err.retry_after_delay(), Some(Duration::from_secs(3)));
+        assert!(HandlerError::fatal("bad input").is_fatal());
+    }
+
+    #[test]
+    fn resources_are_found_by_type() {
+        let mut resources = Resources::default();
+        resources.insert(42_u32);
+        assert_eq!(resources.get::<u32>().as_deref(), Some(&42));
+        assert!(resources.get::<u64>().is_none());
+    }
+}

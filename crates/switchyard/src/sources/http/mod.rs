@@ -1,0 +1,155 @@
+//! The `http` source: requests on a path of the shared listener become events.
+//!
+//! Requests may be CloudEvents (binary or structured mode) or anything else (JSON,
+//! text, bytes), which becomes an `http.request` event. A request is answered 202 with
+//! the event id only after the event is committed.
+
+mod request;
+pub mod verify;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use switchyard_core::config::HttpSource;
+use switchyard_store::Appended;
+
+use crate::ingest::{Ingest, IngestError};
+use crate::metrics::Metrics;
+
+/// One configured HTTP source, ready to accept requests.
+pub struct HttpSourceRuntime {
+    pub name: String,
+    pub config: HttpSource,
+    /// Headers the verification preset reads; never copied into event data.
+    secret_headers: Vec<String>,
+}
+
+impl HttpSourceRuntime {
+    pub fn new(name: String, config: HttpSource) -> Self {
+        let mut secret_headers = config
+            .verify
+            .as_ref()
+            .map(verify::verification_headers)
+            .unwrap_or_default();
+        secret_headers.push("authorization".to_owned());
+        secret_headers.push("cookie".to_owned());
+        Self {
+            name,
+            config,
+            secret_headers,
+        }
+    }
+}
+
+/// State shared by every HTTP source route.
+#[derive(Clone)]
+pub struct SourceState {
+    pub source: Arc<HttpSourceRuntime>,
+    pub ingest: Ingest,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A rejection: a status and a plain-language reason, sent as `{"error": reason}`.
+#[derive(Debug)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub reason: String,
+}
+
+impl Rejection {
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, reason)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, axum::Json(json!({ "error": self.reason }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// The route handler for every HTTP source.
+pub async fn accept(
+    State(state): State<SourceState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match accept_inner(&state, method, uri, headers, body).await {
+        Ok(appended) => {
+            let (status, duplicate) = match appended {
+                Appended::Created(_) => (StatusCode::ACCEPTED, false),
+                Appended::Duplicate(_) => (StatusCode::OK, true),
+            };
+            (
+                status,
+                axum::Json(json!({ "id": appended.id(), "duplicate": duplicate })),
+            )
+                .into_response()
+        }
+        Err(rejection) => {
+            state
+                .metrics
+                .request_rejected(&state.source.name, rejection.status.as_u16());
+            tracing::debug!(source = %state.source.name, status = %rejection.status, reason = %rejection.reason, "request rejected");
+            rejection.into_response()
+        }
+    }
+}
+
+async fn accept_inner(
+    state: &SourceState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Appended, Rejection> {
+    let source = &state.source;
+    let limit = usize::try_from(source.config.body_limit.0).unwrap_or(usize::MAX);
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than this source's limit of {limit} bytes"),
+        )
+    })?;
+    if let Some(verify) = &source.config.verify {
+        let now = chrono::Utc::now().timestamp();
+        verify::verify(verify, &headers, &body, now).map_err(|error| match error {
+            verify::VerifyError::InvalidSecret(_) => {
+                tracing::error!(source = %source.name, %error, "the configured verification secret is unusable");
+                Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "this source's verification is misconfigured")
+            }
+            error => Rejection::new(StatusCode::UNAUTHORIZED, format!("verification failed: {error}")),
+        })?;
+    }
+    let event = request::to_event(source, &method, &uri, &headers, body)?;
+    state
+        .ingest
+        .submit(event)
+        .await
+        .map_err(|error| match error {
+            IngestError::Store(_) | IngestError::ShuttingDown => Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not accepted, try again: {error}"),
+            ),
+        })
+}

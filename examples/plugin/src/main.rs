@@ -1,0 +1,19 @@
+//! A Switchyard binary with two Rust handlers. It has the whole `switchyard` CLI:
+//!
+//! ```text
+//! cargo run -p switchyard-example-plugin -- run --config examples/plugin/triggers.yaml
+//! ```
+
+use std::process::ExitCode;
+
+use switchyard::{Engine, handler_fn};
+use switchyard_example_plugin::{OrderTotals, greet};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    Engine::from_cli()
+        .handler("greet", handler_fn(greet))
+        .handler("order_totals", OrderTotals::default())
+        .run()
+        .await
+}

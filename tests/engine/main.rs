@@ -1,0 +1,8 @@
+//! End-to-end tests of the engine: real HTTP, real stores (SQLite and Postgres), real
+//! child processes. One test binary for the whole workspace's end-to-end suite.
+
+mod support;
+
+mod crash;
+mod delivery;
+mod http_source;
