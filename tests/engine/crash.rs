@@ -14,7 +14,7 @@ use crate::support::{Backend, eventually, fresh_store_url, open, post_json};
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
 /// A `switchyard run` child, killed when dropped.
-struct Engine(Child);
+pub struct Engine(pub Child);
 
 impl Drop for Engine {
     fn drop(&mut self) {
@@ -24,20 +24,20 @@ impl Drop for Engine {
     }
 }
 
-struct Workdir(PathBuf);
+pub struct Workdir(pub PathBuf);
 
 impl Workdir {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("sy_cli_{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
 
-    fn config(&self, store: &str, port: u16, rest: &str) -> PathBuf {
+    pub fn config(&self, store: &str, port: u16, rest: &str) -> PathBuf {
         self.config_named("triggers.yaml", store, port, rest)
     }
 
-    fn config_named(&self, name: &str, store: &str, port: u16, rest: &str) -> PathBuf {
+    pub fn config_named(&self, name: &str, store: &str, port: u16, rest: &str) -> PathBuf {
         let path = self.0.join(name);
         let text = format!(
             "store: {store}\nhttp: {{ listen: 127.0.0.1:{port} }}\ndispatcher: {{ lease: 2s, poll_interval: 100ms, shutdown_grace: 5s }}\n{rest}"
@@ -54,7 +54,7 @@ impl Drop for Workdir {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -62,7 +62,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(config: &Path) -> Engine {
+pub fn spawn(config: &Path) -> Engine {
     let child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(config)
@@ -73,7 +73,7 @@ fn spawn(config: &Path) -> Engine {
     Engine(child)
 }
 
-fn cli(config: &Path, args: &[&str]) -> Output {
+pub fn cli(config: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .arg("--config")
@@ -82,7 +82,7 @@ fn cli(config: &Path, args: &[&str]) -> Output {
         .expect("switchyard runs")
 }
 
-async fn wait_ready(port: u16) {
+pub async fn wait_ready(port: u16) {
     eventually(
         Duration::from_secs(30),
         "the engine to be ready",

@@ -4,5 +4,6 @@
 mod support;
 
 mod crash;
+mod cron;
 mod delivery;
 mod http_source;

@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod filter;
 pub mod path;
 pub mod retry;
+pub mod schedule;
 
 pub use duration::HumanDuration;
 pub use envelope::Event;

@@ -51,6 +51,7 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The store's result type.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The event log and queue. Implemented for SQLite and Postgres.
@@ -101,6 +102,8 @@ pub trait Store: Send + Sync + 'static {
     async fn reclaim_expired(&self) -> Result<u64>;
 
     /// When the earliest pending delivery of these triggers becomes runnable, if any.
+    /// Deliveries held back by their ordering key do not count: they become runnable
+    /// when the one ahead of them finishes, not at a time.
     async fn next_run_at(&self, triggers: &[String]) -> Result<Option<DateTime<Utc>>>;
 
     /// Waits until another process may have added runnable work (Postgres LISTEN), or
@@ -115,20 +118,42 @@ pub trait Store: Send + Sync + 'static {
         replay_of: Option<i64>,
     ) -> Result<Vec<i64>>;
 
-    /// Lists events, newest first, with a summary of their deliveries.
+    /// Lists events, newest first (oldest first when `query.after` is set), with a
+    /// summary of their deliveries.
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>>;
 
     /// One event with every delivery and every attempt.
     async fn get_event(&self, id: Uuid) -> Result<Option<EventDetail>>;
 
-    /// Events received in a window, oldest first, for replay.
+    /// Events received in `[since, until)`, in id order (which is arrival order), for
+    /// replay: a page of at most `limit` (0: no limit) after the event `after`.
     async fn events_between(
         &self,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
         source: Option<&str>,
+        after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<switchyard_core::Event>>;
+
+    /// The position of a cron source: the latest scheduled time it fired or skipped.
+    /// `None` for a schedule never seen before.
+    async fn schedule_position(&self, source: &str) -> Result<Option<DateTime<Utc>>>;
+
+    /// Commits a cron fire, in one transaction: the tick event (deduplicated like
+    /// [`append`](Store::append), so only one process's fire of a scheduled time is
+    /// kept), the fires `skipped` before it, and the schedule's position, which only
+    /// ever moves forward. With `fire: None` it records skips alone and returns `None`.
+    async fn record_fire(
+        &self,
+        source: &str,
+        fire: Option<&NewEvent>,
+        skipped: &[DateTime<Utc>],
+        position: DateTime<Utc>,
+    ) -> Result<Option<Appended>>;
+
+    /// The most recent skipped fires of a cron source, newest first.
+    async fn list_skipped(&self, source: &str, limit: u32) -> Result<Vec<DateTime<Utc>>>;
 
     /// Dead letters (deliveries with status `dead`), newest first.
     async fn list_dead(&self, query: &DeadQuery) -> Result<Vec<DeadLetter>>;
@@ -137,11 +162,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_delivery(&self, id: i64) -> Result<Option<DeliveryDetail>>;
 
     /// Replays dead deliveries: each gets a new pending delivery (same event and
-    /// trigger, `replay_of` set) and its own status becomes `replayed`. Returns the
-    /// new delivery ids.
+    /// trigger, `replay_of` set) and its own status becomes `replayed`. Ids that are
+    /// not dead letters are skipped. Returns the new delivery ids.
     async fn replay_dead(&self, ids: &[i64]) -> Result<Vec<i64>>;
 
-    /// Deletes dead letters matching the query (and their attempts). Returns how many.
+    /// Deletes the dead letters `list_dead` would list for the query, with their
+    /// attempts. Returns how many.
     async fn purge_dead(&self, query: &DeadQuery) -> Result<u64>;
 
     /// Queue figures for `/metrics`.

@@ -8,13 +8,17 @@ use uuid::Uuid;
 /// An event to append, with the deliveries routing chose for it.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
+    /// The event, with its bookkeeping fields (`source_name`, `dedupe_key`,
+    /// `received_at`) set; they are stored as given.
     pub event: Event,
+    /// Created only if the event is new, not for a duplicate.
     pub deliveries: Vec<NewDelivery>,
 }
 
 /// One delivery to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewDelivery {
+    /// The trigger's configured name.
     pub trigger: String,
     /// The per-key ordering key, for triggers with `ordering`.
     pub ordering_key: Option<String>,
@@ -23,12 +27,14 @@ pub struct NewDelivery {
 /// The result of appending one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Appended {
+    /// The event was stored under this id, with its deliveries.
     Created(Uuid),
     /// An event with the same dedupe key exists; this is its id.
     Duplicate(Uuid),
 }
 
 impl Appended {
+    /// The id of the stored event: the new one, or the original of a duplicate.
     pub fn id(self) -> Uuid {
         match self {
             Self::Created(id) | Self::Duplicate(id) => id,
@@ -40,6 +46,7 @@ impl Appended {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Lease {
     pub delivery_id: i64,
+    /// Changes on every claim; results and heartbeats must present it.
     pub token: Uuid,
 }
 
@@ -47,12 +54,15 @@ pub struct Lease {
 #[derive(Clone, Debug)]
 pub struct Claimed {
     pub lease: Lease,
+    /// The trigger this delivery is for.
     pub trigger: String,
     /// This attempt's number, from 1.
     pub attempt: u32,
     /// When the delivery was created; `max_event_age` counts from here.
     pub created_at: DateTime<Utc>,
+    /// When this claim was made (the database's clock).
     pub claimed_at: DateTime<Utc>,
+    /// The event, with every field as appended.
     pub event: Event,
 }
 
@@ -70,6 +80,7 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// The stored form, in `attempts.outcome`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Succeeded => "succeeded",
@@ -79,6 +90,7 @@ impl AttemptOutcome {
         }
     }
 
+    /// The inverse of [`as_str`](Self::as_str).
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "succeeded" => Self::Succeeded,
@@ -93,12 +105,17 @@ impl AttemptOutcome {
 /// A finished attempt to record.
 #[derive(Clone, Debug)]
 pub struct Finished {
+    /// The lease the result is fenced by.
     pub lease: Lease,
+    /// The claim's attempt number, for logs; the store records the number the fenced
+    /// delivery holds, which is the same for a live lease.
     pub attempt: u32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i64,
+    /// `Succeeded` and `Dead` end the delivery; `Retry` (and `Abandoned`) make it
+    /// pending again.
     pub outcome: AttemptOutcome,
-    /// For `Retry`: when the next attempt may run.
+    /// For `Retry`: when the next attempt may run; `None` means now.
     pub retry_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
 }
@@ -116,6 +133,7 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// The stored form, in `deliveries.status`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -126,6 +144,7 @@ impl DeliveryStatus {
         }
     }
 
+    /// The inverse of [`as_str`](Self::as_str).
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "pending" => Self::Pending,
@@ -141,15 +160,20 @@ impl DeliveryStatus {
 /// Filters for `switchyard events`.
 #[derive(Clone, Debug, Default)]
 pub struct EventQuery {
+    /// Only events from this configured source (`source_name`).
     pub source: Option<String>,
+    /// Only events of this CloudEvents `type`.
     pub ty: Option<String>,
     /// Only events with a delivery to this trigger.
     pub trigger: Option<String>,
-    /// Only events with a delivery in this status.
+    /// Only events with a delivery in this status (the same delivery as `trigger`,
+    /// when both are set).
     pub status: Option<DeliveryStatus>,
+    /// Only events received at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only events appended after this one (for `--follow`), oldest first when set.
     pub after: Option<Uuid>,
+    /// At most this many; `0` means no limit.
     pub limit: u32,
 }
 
@@ -162,8 +186,10 @@ pub struct EventSummary {
     pub ty: String,
     pub subject: Option<String>,
     pub received_at: DateTime<Utc>,
+    /// All deliveries of the event, whatever their status.
     pub deliveries: u32,
     pub succeeded: u32,
+    /// Not finished yet: pending or running.
     pub pending: u32,
     pub dead: u32,
 }
@@ -185,13 +211,19 @@ pub struct DeliveryDetail {
     pub event_id: Uuid,
     pub trigger: String,
     pub status: DeliveryStatus,
+    /// Attempts started so far.
     pub attempts: u32,
+    /// When it is (or was) runnable from.
     pub run_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// The last status change.
     pub updated_at: DateTime<Utc>,
     pub ordering_key: Option<String>,
+    /// The delivery this one replays, if any.
     pub replay_of: Option<i64>,
+    /// The error of the last finished attempt.
     pub last_error: Option<String>,
+    /// Every recorded attempt, by attempt number.
     pub attempt_log: Vec<AttemptRecord>,
 }
 
@@ -209,8 +241,11 @@ pub struct AttemptRecord {
 /// Filters for dead letters.
 #[derive(Clone, Debug, Default)]
 pub struct DeadQuery {
+    /// Only dead letters of this trigger.
     pub trigger: Option<String>,
+    /// Only those that died at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// At most this many, newest first; `0` means no limit.
     pub limit: u32,
 }
 
@@ -233,7 +268,8 @@ pub struct DeadLetter {
 pub struct QueueStats {
     /// Pending and running deliveries, per trigger.
     pub depth: Vec<(String, u64)>,
-    /// Age in seconds of the oldest pending delivery that is already runnable.
+    /// How long, in seconds, the longest-waiting runnable pending delivery has been
+    /// runnable (since its `run_at`); 0 if none.
     pub oldest_pending_secs: f64,
     /// Dead letters, per trigger.
     pub dead: Vec<(String, u64)>,

@@ -19,6 +19,7 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::server;
+use crate::sources::cron::{CronDeps, CronRuntime};
 use crate::sources::http::HttpSourceRuntime;
 
 /// The engine a user's binary builds: register handlers, then hand over to the CLI.
@@ -132,6 +133,15 @@ impl Engine {
             }
         });
         let dispatcher = tokio::spawn(parts.dispatcher.clone().run(shutdown.clone()));
+        for cron in parts.cron_sources {
+            let deps = CronDeps {
+                store: parts.store.clone(),
+                router: parts.router.clone(),
+                metrics: parts.metrics.clone(),
+                wake: parts.wake.clone(),
+            };
+            tokio::spawn(cron.run(deps, shutdown.clone()));
+        }
         tracing::info!(%local_addr, store = %switchyard_core::config::redact_url(&config.store), triggers = config.triggers.len(), "switchyard is running");
         Ok(RunningEngine {
             local_addr,
@@ -183,6 +193,9 @@ pub(crate) struct Parts {
     pub dispatcher: Arc<Dispatcher>,
     pub metrics: Arc<Metrics>,
     pub http_sources: Vec<Arc<HttpSourceRuntime>>,
+    pub cron_sources: Vec<CronRuntime>,
+    pub router: Arc<Router>,
+    pub wake: Arc<Notify>,
 }
 
 impl Parts {
@@ -202,7 +215,7 @@ impl Parts {
         };
         let ingest = Ingest::start(
             store.clone(),
-            router,
+            router.clone(),
             metrics.clone(),
             wake.clone(),
             parallel_commits,
@@ -235,7 +248,7 @@ impl Parts {
             store.clone(),
             triggers,
             config.dispatcher.clone(),
-            wake,
+            wake.clone(),
             metrics.clone(),
             resources,
         ));
@@ -249,12 +262,23 @@ impl Parts {
                 _ => None,
             })
             .collect();
+        let cron_sources = config
+            .sources
+            .iter()
+            .filter_map(|(name, source)| match source {
+                SourceConfig::Cron(cron) => CronRuntime::new(name.clone(), cron.clone()),
+                _ => None,
+            })
+            .collect();
         Ok(Self {
             store,
             ingest,
             dispatcher,
             metrics,
             http_sources,
+            cron_sources,
+            router,
+            wake,
         })
     }
 }

@@ -46,6 +46,7 @@ pub struct Metrics {
     queue_depth: Family<TriggerLabels, Gauge>,
     dead_letters: Family<TriggerLabels, Gauge>,
     oldest_pending: Gauge<f64, AtomicU64>,
+    cron_lateness: Family<SourceLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -103,8 +104,19 @@ impl Metrics {
             "Age of the oldest runnable pending delivery",
             oldest_pending.clone(),
         );
+        let cron_lateness = Family::<SourceLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+            ])
+        });
+        registry.register(
+            "cron_lateness_seconds",
+            "How long after its scheduled time each cron fire was committed",
+            cron_lateness.clone(),
+        );
         Self {
             registry,
+            cron_lateness,
             events_received,
             requests_rejected,
             attempts,
@@ -146,6 +158,14 @@ impl Metrics {
             .observe(seconds);
     }
 
+    pub fn cron_fired(&self, source: &str, lateness_seconds: f64) {
+        self.cron_lateness
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+            })
+            .observe(lateness_seconds);
+    }
+
     /// Renders the text exposition, after taking in the store's queue figures.
     pub fn render(&self, stats: Option<&QueueStats>) -> String {
         if let Some(stats) = stats {
@@ -182,6 +202,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.event_received("github");
         metrics.attempt_finished("audit", "succeeded", 0.02);
+        metrics.cron_fired("nightly", 0.004);
         let stats = QueueStats {
             depth: vec![("audit".into(), 3)],
             oldest_pending_secs: 1.5,
@@ -195,6 +216,7 @@ mod tests {
             "switchyard_queue_depth{trigger=\"audit\"} 3",
             "switchyard_dead_letters{trigger=\"audit\"} 2",
             "switchyard_oldest_pending_age_seconds 1.5",
+            "switchyard_cron_lateness_seconds_bucket{le=\"0.005\",source=\"nightly\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

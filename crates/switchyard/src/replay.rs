@@ -36,7 +36,9 @@ pub async fn replay_window(
     let (mut events, mut deliveries) = (0u64, 0u64);
     let mut after = None;
     loop {
-        let page = store.events_between(since, until, source, PAGE).await?;
+        let page = store
+            .events_between(since, until, source, after, PAGE)
+            .await?;
         for event in &page {
             deliveries += replay_event(store, router, event, trigger).await?.len() as u64;
             events += 1;

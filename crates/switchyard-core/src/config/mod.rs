@@ -26,7 +26,8 @@ pub use handler::{BuiltinHandler, CommandHandler, HandlerSpec, LogHandler, Webho
 pub use interpolate::{Environment, PlaceholderEnv, ProcessEnv, interpolate};
 pub use secret::Secret;
 pub use source::{
-    ByteSize, HmacAlgorithm, HmacVerify, HttpSource, SignatureEncoding, SourceConfig, Verify,
+    ByteSize, CronSource, HmacAlgorithm, HmacVerify, HttpSource, SignatureEncoding, SourceConfig,
+    Verify,
 };
 
 use crate::{FieldPath, Filter, HumanDuration, RetryPolicy};
@@ -323,6 +324,16 @@ impl Config {
                             path_at,
                             format!("{:?} is already used by source {previous:?}", http.path),
                         );
+                    }
+                }
+                SourceConfig::Cron(cron) => {
+                    if let Err(e) = crate::schedule::Schedule::parse(&cron.schedule, &cron.timezone)
+                    {
+                        let field = match e {
+                            crate::schedule::ScheduleError::Expression(_) => "schedule",
+                            crate::schedule::ScheduleError::TimeZone(_) => "timezone",
+                        };
+                        err(format!("{at}.cron.{field}"), e.to_string());
                     }
                 }
                 other => err(

@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use super::Secret;
 use crate::HumanDuration;
+use crate::schedule::CatchUp;
 
 /// A source: exactly one kind key, holding that kind's settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -15,8 +16,8 @@ pub enum SourceConfig {
     S3(serde_json::Value),
     /// Postgres row changes by logical replication; not built yet.
     Postgres(serde_json::Value),
-    /// Cron schedules; not built yet.
-    Cron(serde_json::Value),
+    /// A cron schedule: fires `cron.tick` events, exactly once per scheduled time.
+    Cron(CronSource),
 }
 
 impl SourceConfig {
@@ -50,6 +51,45 @@ pub struct HttpSource {
     /// The event `type` for plain requests. Defaults to `http.request`.
     #[serde(default = "default_http_type", rename = "type")]
     pub ty: String,
+}
+
+/// `cron:` — a schedule that fires `cron.tick` events.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronSource {
+    /// A 5-field (minutes) or 6-field (seconds first) cron expression, or an alias such
+    /// as `@hourly` or `@daily`.
+    pub schedule: String,
+    /// The IANA time zone the expression is read in.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// What happens to fires missed while every process was down.
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    /// With `catch_up: all`, fire at most this many missed fires (the most recent).
+    #[serde(default = "default_max_catch_up")]
+    pub max_catch_up: u32,
+    /// Missed fires older than this are skipped, whatever `catch_up` says.
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
+    /// Static JSON added to every tick as `data.payload`.
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+    /// A disabled schedule does not fire.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+
+fn default_max_catch_up() -> u32 {
+    100
+}
+
+fn default_enabled() -> bool {
+    true
 }
 
 fn default_body_limit() -> ByteSize {

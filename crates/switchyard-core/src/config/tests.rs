@@ -101,6 +101,8 @@ sources:
   again: { http: { path: /a } }
   bucket: { s3: { bucket: images } }
   health: { http: { path: /healthz } }
+  nightly: { cron: { schedule: "0 61 2 * * *", timezone: Europe/Berlin } }
+  hourly: { cron: { schedule: "@hourly", timezone: Mars/Olympus } }
 triggers:
   t1: { source: nowhere, handler: log }
   t2: { source: hooks, handler: resize_imagez }
@@ -111,7 +113,9 @@ triggers:
         "sources.hooks.http.path: \"/a\" is already used by source \"again\"",
         "sources.bucket.s3: source kind \"s3\" is not supported yet",
         "sources.health.http.path: \"/healthz\" is reserved for Switchyard itself",
-        "triggers.t1.source: unknown source \"nowhere\" (defined: again, bucket, health, hooks)",
+        "sources.nightly.cron.schedule: \"0 61 2 * * *\" is not a cron expression",
+        "sources.hourly.cron.timezone: \"Mars/Olympus\" is not an IANA time zone",
+        "triggers.t1.source: unknown source \"nowhere\" (defined: again, bucket, health, hooks, hourly, nightly)",
         "triggers.t2.handler: unknown handler \"resize_imagez\"",
         "triggers.t3.retry.max_attempts: must be at least 1",
         "triggers.t3.retry.initial: 1h is longer than retry.max (1m)",

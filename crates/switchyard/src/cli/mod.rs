@@ -4,6 +4,7 @@
 
 mod inspect;
 mod output;
+mod schedules;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use switchyard_core::config::{Config, Environment, PlaceholderEnv, ProcessEnv};
+use switchyard_core::config::{Config, Environment, HandlerSpec, PlaceholderEnv, ProcessEnv};
 use switchyard_store::{Appended, NewEvent, Store};
 
 use crate::engine::Engine;
@@ -62,6 +63,8 @@ enum Command {
     Replay(inspect::ReplayArgs),
     /// Inject a test event as the named source would produce it.
     Send(SendArgs),
+    /// Cron sources: next fires, last fires with their lateness, skipped fires.
+    Schedules(schedules::SchedulesArgs),
 }
 
 #[derive(Args, Debug)]
@@ -165,6 +168,10 @@ async fn execute(engine: Engine, command: Command) -> CliResult {
             inspect::replay(&*open_store(&config).await?, &router, args).await
         }
         Command::Send(args) => send(&engine, args).await,
+        Command::Schedules(args) => {
+            let config = load(&engine, &args.config)?;
+            schedules::schedules(&config, &*open_store(&config).await?, args).await
+        }
     }
 }
 
@@ -199,6 +206,26 @@ fn validate(engine: &Engine, args: &ConfigArg, no_environment: bool) -> CliResul
         &ProcessEnv
     };
     let config = load_with(engine, args, env)?;
+    // The build phase of built-in handlers catches what only they understand, such as
+    // a webhook URL that does not parse. It does no I/O.
+    let problems: Vec<String> = config
+        .triggers
+        .iter()
+        .filter_map(|(name, trigger)| match &trigger.handler {
+            HandlerSpec::Builtin(builtin) => crate::handlers::build(builtin)
+                .err()
+                .map(|e| format!("triggers.{name}.handler: {e}")),
+            HandlerSpec::Registered(_) => None,
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(CliError(format!(
+            "{} has {} problem(s):\n{}",
+            args.config.display(),
+            problems.len(),
+            problems.join("\n")
+        )));
+    }
     println!(
         "{} is valid: {} source(s), {} trigger(s)",
         args.config.display(),

@@ -4,6 +4,7 @@
 //! dedupe key and hands them to [`crate::ingest::Ingest`], acknowledging upstream only
 //! after `submit` returns.
 
+pub mod cron;
 pub mod http;
 
 use switchyard_core::Event;

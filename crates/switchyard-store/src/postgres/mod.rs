@@ -1,0 +1,681 @@
+//! The Postgres backend, for production and for several Switchyard processes sharing
+//! one queue.
+//!
+//! Every object lives in the `switchyard` schema and every statement names it, so the
+//! connections' `search_path` does not matter. Batches travel as arrays that the server
+//! unnests, so a batch costs a constant number of round trips however large it is.
+//! Claims use `FOR UPDATE SKIP LOCKED`, and `NOTIFY switchyard_work` wakes idle
+//! dispatchers in other processes when runnable work appears.
+
+mod columns;
+mod sql;
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
+use switchyard_core::Event;
+use switchyard_core::config::redact_url;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use self::columns::EventColumns;
+use crate::migrations;
+use crate::rows::{self, LEASE_EXPIRED};
+use crate::{
+    Appended, Claimed, DeadLetter, DeadQuery, DeliveryDetail, DeliveryStatus, EventDetail,
+    EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats, Result, Store,
+    StoreError,
+};
+
+/// The store on a Postgres database, in its `switchyard` schema.
+///
+/// Holds a pool of up to 20 connections; once [`Store::wait_for_work`] has been
+/// called, one of them stays with the `LISTEN` for the life of the store.
+pub struct PostgresStore {
+    pool: PgPool,
+    listener: Mutex<Option<PgListener>>,
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names (`postgres://user:pass@host/db`).
+    ///
+    /// Fails with [`StoreError::Invalid`] if the URL does not parse, and with
+    /// [`StoreError::Unavailable`] if no connection can be made within 5 seconds.
+    /// Does not migrate.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|error| {
+                StoreError::Invalid(format!("bad Postgres URL {:?}: {error}", redact_url(url)))
+            })?
+            .application_name("switchyard");
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            pool,
+            listener: Mutex::new(None),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    /// Creates the `switchyard` schema if needed, then applies the embedded migrations
+    /// on a dedicated connection whose `search_path` is `switchyard`, so sqlx's
+    /// bookkeeping table lives there too. sqlx holds an advisory lock while migrating,
+    /// and schema creation takes its own, so concurrent callers wait for each other.
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        let migrated = migrate_on(&mut conn).await;
+        let closed = conn.close().await;
+        migrated?;
+        closed?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query(sql::PING).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Three statements whatever the batch size: insert the events that are new, look
+    /// up the originals of the duplicates, insert the new events' deliveries.
+    async fn append(&self, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let results = append_in(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn claim(
+        &self,
+        triggers: &[String],
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>> {
+        if triggers.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let token = Uuid::new_v4();
+        let rows = sqlx::query(sql::CLAIM)
+            .bind(triggers)
+            .bind(i64::from(limit))
+            .bind(token)
+            .bind(rows::lease_millis(lease)?)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Claimed {
+                    lease: Lease {
+                        delivery_id: row.try_get("delivery_id")?,
+                        token,
+                    },
+                    trigger: row.try_get("trigger")?,
+                    attempt: rows::count(i64::from(row.try_get::<i32, _>("attempts")?)),
+                    created_at: row.try_get("delivery_created_at")?,
+                    claimed_at: row.try_get("claimed_at")?,
+                    event: columns::event(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn heartbeat(&self, leases: &[Lease], lease: Duration) -> Result<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let (ids, tokens) = lease_arrays(leases);
+        let done = sqlx::query(sql::HEARTBEAT)
+            .bind(ids)
+            .bind(tokens)
+            .bind(rows::lease_millis(lease)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// One statement updates every delivery whose lease is still held and records
+    /// those attempts; a `NOTIFY` follows when a delivery became pending again or
+    /// finished one of an ordering key (which may unblock the key's next delivery).
+    async fn finish(&self, results: &[Finished]) -> Result<Vec<bool>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::with_capacity(results.len());
+        let mut tokens = Vec::with_capacity(results.len());
+        let mut statuses = Vec::with_capacity(results.len());
+        let mut run_ats = Vec::with_capacity(results.len());
+        let mut errors = Vec::with_capacity(results.len());
+        let mut started_ats = Vec::with_capacity(results.len());
+        let mut durations = Vec::with_capacity(results.len());
+        let mut outcomes = Vec::with_capacity(results.len());
+        for result in results {
+            ids.push(result.lease.delivery_id);
+            tokens.push(result.lease.token);
+            statuses.push(rows::status_after(result.outcome).as_str());
+            run_ats.push(result.retry_at);
+            errors.push(result.error.as_deref());
+            started_ats.push(result.started_at);
+            durations.push(result.duration_ms);
+            outcomes.push(result.outcome.as_str());
+        }
+
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(sql::FINISH)
+            .bind(ids)
+            .bind(tokens)
+            .bind(statuses)
+            .bind(run_ats)
+            .bind(errors)
+            .bind(started_ats)
+            .bind(durations)
+            .bind(outcomes)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut accepted = vec![false; results.len()];
+        let mut wake = false;
+        for row in &updated {
+            let position: i64 = row.try_get("position")?;
+            let status: String = row.try_get("status")?;
+            let ordering_key: Option<String> = row.try_get("ordering_key")?;
+            wake |= status == DeliveryStatus::Pending.as_str() || ordering_key.is_some();
+            if let Some(slot) = usize::try_from(position - 1)
+                .ok()
+                .and_then(|i| accepted.get_mut(i))
+            {
+                *slot = true;
+            }
+        }
+        if wake {
+            sqlx::query(sql::NOTIFY_WORK).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+
+        for (result, &ok) in results.iter().zip(&accepted) {
+            if !ok {
+                rows::warn_refused(result);
+            }
+        }
+        Ok(accepted)
+    }
+
+    async fn release(&self, leases: &[Lease]) -> Result<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let (ids, tokens) = lease_arrays(leases);
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(sql::RELEASE)
+            .bind(ids)
+            .bind(tokens)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if released > 0 {
+            sqlx::query(sql::NOTIFY_WORK).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    async fn reclaim_expired(&self) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let reclaimed: i64 = sqlx::query_scalar(sql::RECLAIM_EXPIRED)
+            .bind(LEASE_EXPIRED)
+            .fetch_one(&mut *tx)
+            .await?;
+        if reclaimed > 0 {
+            sqlx::query(sql::NOTIFY_WORK).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(u64::try_from(reclaimed).unwrap_or(0))
+    }
+
+    /// Deliveries held back by their ordering key are left out: they become runnable
+    /// when the delivery ahead of them finishes, which `finish` signals.
+    async fn next_run_at(&self, triggers: &[String]) -> Result<Option<DateTime<Utc>>> {
+        if triggers.is_empty() {
+            return Ok(None);
+        }
+        Ok(sqlx::query_scalar(sql::NEXT_RUN_AT)
+            .bind(triggers)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Waits for a `NOTIFY switchyard_work` on a connection that the first call takes
+    /// from the pool and keeps. The first call returns as soon as it listens (work
+    /// added before then sent no signal it could see), and so does a call during which
+    /// the connection was lost and re-established. On an error the connection is
+    /// dropped and the error returned; the next call opens a new one. Concurrent
+    /// callers take turns: one notification wakes one of them.
+    ///
+    /// Cancellation safe: notifications that arrive while nobody waits are buffered on
+    /// the connection and wake the next call.
+    async fn wait_for_work(&self) -> Result<()> {
+        let mut guard = self.listener.lock().await;
+        if let Some(listener) = guard.as_mut() {
+            return match listener.try_recv().await {
+                Ok(Some(_)) => {
+                    // One wake-up covers every notification already received.
+                    while listener.next_buffered().is_some() {}
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(error) => {
+                    *guard = None;
+                    Err(error.into())
+                }
+            };
+        }
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(sql::WORK_CHANNEL).await?;
+        *guard = Some(listener);
+        Ok(())
+    }
+
+    async fn add_deliveries(
+        &self,
+        event_id: Uuid,
+        deliveries: &[NewDelivery],
+        replay_of: Option<i64>,
+    ) -> Result<Vec<i64>> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let triggers: Vec<&str> = deliveries.iter().map(|d| d.trigger.as_str()).collect();
+        let ordering_keys: Vec<Option<&str>> = deliveries
+            .iter()
+            .map(|d| d.ordering_key.as_deref())
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        let mut ids: Vec<i64> = sqlx::query_scalar(sql::ADD_DELIVERIES)
+            .bind(event_id)
+            .bind(triggers)
+            .bind(ordering_keys)
+            .bind(replay_of)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|error| missing_event(error, event_id))?;
+        sqlx::query(sql::NOTIFY_WORK).execute(&mut *tx).await?;
+        tx.commit().await?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>> {
+        let mut sql = QueryBuilder::<Postgres>::new(sql::LIST_EVENTS);
+        if let Some(source) = &query.source {
+            sql.push(" AND e.source_name = ").push_bind(source);
+        }
+        if let Some(ty) = &query.ty {
+            sql.push(" AND e.type = ").push_bind(ty);
+        }
+        if query.trigger.is_some() || query.status.is_some() {
+            sql.push(sql::LIST_EVENTS_WITH_DELIVERY);
+            if let Some(trigger) = &query.trigger {
+                sql.push(" AND x.trigger = ").push_bind(trigger);
+            }
+            if let Some(status) = query.status {
+                sql.push(" AND x.status = ").push_bind(status.as_str());
+            }
+            sql.push(")");
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND e.received_at >= ").push_bind(since);
+        }
+        if let Some(after) = query.after {
+            sql.push(" AND e.id > ").push_bind(after);
+        }
+        let order = if query.after.is_some() {
+            " ORDER BY e.id"
+        } else {
+            " ORDER BY e.id DESC"
+        };
+        sql.push(order);
+        if let Some(limit) = rows::limit(query.limit) {
+            sql.push(" LIMIT ").push_bind(limit);
+        }
+        sql.push(sql::LIST_EVENTS_SUMMARY);
+        sql.push(order);
+
+        let found = sql.build().fetch_all(&self.pool).await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(EventSummary {
+                    id: row.try_get("id")?,
+                    source_name: row.try_get("source_name")?,
+                    ty: row.try_get("type")?,
+                    subject: row.try_get("subject")?,
+                    received_at: row.try_get("received_at")?,
+                    deliveries: rows::count(row.try_get("deliveries")?),
+                    succeeded: rows::count(row.try_get("succeeded")?),
+                    pending: rows::count(row.try_get("pending")?),
+                    dead: rows::count(row.try_get("dead")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn get_event(&self, id: Uuid) -> Result<Option<EventDetail>> {
+        let Some(row) = sqlx::query(sql::GET_EVENT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let event = columns::event(&row)?;
+        let mut deliveries = sqlx::query(sql::DELIVERIES_OF_EVENT)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(columns::delivery)
+            .collect::<Result<Vec<_>>>()?;
+        let attempts = sqlx::query(sql::ATTEMPTS_OF_EVENT)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(columns::attempt)
+            .collect::<Result<Vec<_>>>()?;
+        rows::attach_attempts(&mut deliveries, attempts);
+        Ok(Some(EventDetail {
+            source_name: event.source_name.clone(),
+            received_at: event.received_at,
+            dedupe_key: event.dedupe_key.clone(),
+            event,
+            deliveries,
+        }))
+    }
+
+    async fn events_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        source: Option<&str>,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        sqlx::query(sql::EVENTS_BETWEEN)
+            .bind(since)
+            .bind(until)
+            .bind(source)
+            .bind(after)
+            .bind(rows::limit(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(columns::event)
+            .collect()
+    }
+
+    async fn schedule_position(&self, source: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(sql::SCHEDULE_POSITION)
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn record_fire(
+        &self,
+        source: &str,
+        fire: Option<&NewEvent>,
+        skipped: &[DateTime<Utc>],
+        position: DateTime<Utc>,
+    ) -> Result<Option<Appended>> {
+        let mut tx = self.pool.begin().await?;
+        if !skipped.is_empty() {
+            sqlx::query(sql::INSERT_SKIPPED)
+                .bind(source)
+                .bind(skipped)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let appended = match fire {
+            Some(fire) => append_in(&mut tx, std::slice::from_ref(fire)).await?.pop(),
+            None => None,
+        };
+        sqlx::query(sql::ADVANCE_SCHEDULE)
+            .bind(source)
+            .bind(position)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    async fn list_skipped(&self, source: &str, limit: u32) -> Result<Vec<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(sql::LIST_SKIPPED)
+            .bind(source)
+            .bind(rows::limit(limit))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn list_dead(&self, query: &DeadQuery) -> Result<Vec<DeadLetter>> {
+        sqlx::query(sql::LIST_DEAD)
+            .bind(query.trigger.as_deref())
+            .bind(query.since)
+            .bind(rows::limit(query.limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(DeadLetter {
+                    delivery_id: row.try_get("id")?,
+                    event_id: row.try_get("event_id")?,
+                    trigger: row.try_get("trigger")?,
+                    source_name: row.try_get("source_name")?,
+                    ty: row.try_get("type")?,
+                    attempts: rows::count(i64::from(row.try_get::<i32, _>("attempts")?)),
+                    last_error: row.try_get("last_error")?,
+                    died_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn get_delivery(&self, id: i64) -> Result<Option<DeliveryDetail>> {
+        let Some(row) = sqlx::query(sql::GET_DELIVERY)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut delivery = columns::delivery(&row)?;
+        delivery.attempt_log = sqlx::query(sql::ATTEMPTS_OF_DELIVERY)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(columns::attempt)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(delivery))
+    }
+
+    async fn replay_dead(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut created: Vec<i64> = sqlx::query_scalar(sql::REPLAY_DEAD)
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+        if !created.is_empty() {
+            sqlx::query(sql::NOTIFY_WORK).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        created.sort_unstable();
+        Ok(created)
+    }
+
+    async fn purge_dead(&self, query: &DeadQuery) -> Result<u64> {
+        let done = sqlx::query(sql::PURGE_DEAD)
+            .bind(query.trigger.as_deref())
+            .bind(query.since)
+            .bind(rows::limit(query.limit))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        let depth = sqlx::query(sql::DEPTH_PER_TRIGGER)
+            .fetch_all(&self.pool)
+            .await?;
+        let dead = sqlx::query(sql::DEAD_PER_TRIGGER)
+            .fetch_all(&self.pool)
+            .await?;
+        let oldest_pending_secs: f64 = sqlx::query_scalar(sql::OLDEST_PENDING_SECS)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(QueueStats {
+            depth: columns::per_trigger(&depth)?,
+            oldest_pending_secs: oldest_pending_secs.max(0.0),
+            dead: columns::per_trigger(&dead)?,
+        })
+    }
+}
+
+/// Creates the schema under a transaction-scoped advisory lock (so that concurrent
+/// `CREATE SCHEMA IF NOT EXISTS` cannot race), then migrates inside it.
+async fn migrate_on(conn: &mut PgConnection) -> Result<()> {
+    let mut tx = conn.begin().await?;
+    sqlx::query(sql::LOCK_SCHEMA).execute(&mut *tx).await?;
+    sqlx::query(sql::CREATE_SCHEMA).execute(&mut *tx).await?;
+    tx.commit().await?;
+    sqlx::query(sql::USE_SCHEMA).execute(&mut *conn).await?;
+    migrations::run(migrations::POSTGRES, conn).await?;
+    Ok(())
+}
+
+/// Turns a foreign-key violation on `deliveries.event_id` into a clear error.
+fn missing_event(error: sqlx::Error, event_id: Uuid) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::Invalid(format!("event {event_id} does not exist"))
+        }
+        _ => error.into(),
+    }
+}
+
+fn lease_arrays(leases: &[Lease]) -> (Vec<i64>, Vec<Uuid>) {
+    leases
+        .iter()
+        .map(|lease| (lease.delivery_id, lease.token))
+        .unzip()
+}
+
+/// The body of [`Store::append`], inside the caller's transaction.
+async fn append_in(tx: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+    // Within the batch, a repeated id or dedupe key refers to its first occurrence;
+    // only first occurrences go to the database.
+    let mut repeats: Vec<Option<usize>> = vec![None; batch.len()];
+    let mut seen_ids: HashMap<Uuid, usize> = HashMap::new();
+    let mut seen_keys: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut columns = EventColumns::default();
+    for (i, item) in batch.iter().enumerate() {
+        let event = &item.event;
+        let key = event
+            .dedupe_key
+            .as_deref()
+            .map(|key| (event.source_name.as_str(), key));
+        let first = seen_ids
+            .get(&event.id)
+            .or_else(|| key.and_then(|key| seen_keys.get(&key)))
+            .copied();
+        match first {
+            Some(first) => repeats[i] = Some(first),
+            None => {
+                seen_ids.insert(event.id, i);
+                if let Some(key) = key {
+                    seen_keys.insert(key, i);
+                }
+                columns.push(event);
+            }
+        }
+    }
+
+    let inserted: HashSet<Uuid> = columns
+        .bind(sqlx::query_scalar(sql::INSERT_EVENTS))
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+
+    let (names, keys): (Vec<&str>, Vec<&str>) = batch
+        .iter()
+        .zip(&repeats)
+        .filter(|(item, repeat)| repeat.is_none() && !inserted.contains(&item.event.id))
+        .filter_map(|(item, _)| {
+            Some((
+                item.event.source_name.as_str(),
+                item.event.dedupe_key.as_deref()?,
+            ))
+        })
+        .unzip();
+    let mut originals: HashMap<(String, String), Uuid> = HashMap::new();
+    if !names.is_empty() {
+        let rows = sqlx::query(sql::FIND_ORIGINALS)
+            .bind(&names)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in rows {
+            originals.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+        }
+    }
+
+    let mut results: Vec<Appended> = Vec::with_capacity(batch.len());
+    let (mut event_ids, mut triggers, mut ordering_keys) = (Vec::new(), Vec::new(), Vec::new());
+    for (item, repeat) in batch.iter().zip(&repeats) {
+        let event = &item.event;
+        let result = match *repeat {
+            Some(first) => Appended::Duplicate(results[first].id()),
+            None if inserted.contains(&event.id) => {
+                for delivery in &item.deliveries {
+                    event_ids.push(event.id);
+                    triggers.push(delivery.trigger.as_str());
+                    ordering_keys.push(delivery.ordering_key.as_deref());
+                }
+                Appended::Created(event.id)
+            }
+            // Not inserted: its dedupe key exists, or else its id does.
+            None => {
+                let original = event
+                    .dedupe_key
+                    .as_ref()
+                    .and_then(|key| originals.get(&(event.source_name.clone(), key.clone())));
+                Appended::Duplicate(original.copied().unwrap_or(event.id))
+            }
+        };
+        results.push(result);
+    }
+
+    if !event_ids.is_empty() {
+        sqlx::query(sql::INSERT_DELIVERIES)
+            .bind(&event_ids)
+            .bind(&triggers)
+            .bind(&ordering_keys)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::NOTIFY_WORK).execute(&mut *tx).await?;
+    }
+    Ok(results)
+}

@@ -1,0 +1,302 @@
+//! Every statement the Postgres store runs. Each names the `switchyard` schema, so the
+//! connection's `search_path` does not matter; batches arrive as arrays and are
+//! unnested server-side.
+
+/// The channel `NOTIFY` uses to say runnable work may have appeared.
+pub(super) const WORK_CHANNEL: &str = "switchyard_work";
+
+/// Sent inside a transaction, so listeners hear it only if the work commits.
+pub(super) const NOTIFY_WORK: &str = "SELECT pg_notify('switchyard_work', '')";
+
+/// Serializes the creation of the `switchyard` schema across processes. The key is an
+/// arbitrary constant ("SWYDSCHM").
+pub(super) const LOCK_SCHEMA: &str = "SELECT pg_advisory_xact_lock(6005366778111412301)";
+
+pub(super) const CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS switchyard";
+
+/// For the migration connection only, so sqlx's `_sqlx_migrations` lands in our schema.
+pub(super) const USE_SCHEMA: &str = "SET search_path TO switchyard";
+
+pub(super) const PING: &str = "SELECT 1";
+
+/// The columns of `switchyard.events` aliased `e`, as `columns::event` reads them.
+macro_rules! event_columns {
+    () => {
+        "e.id, e.source_name, e.source, e.type, e.subject, e.time, e.datacontenttype, e.data, \
+         e.data_base64, e.partitionkey, e.traceparent, e.dedupe_key, e.received_at"
+    };
+}
+
+/// The columns of `switchyard.deliveries` that `columns::delivery` reads.
+macro_rules! delivery_columns {
+    () => {
+        "id, event_id, trigger, status, attempts, run_at, created_at, updated_at, ordering_key, \
+         replay_of, last_error"
+    };
+}
+
+/// True when delivery `d` is not held back by its ordering key: no other delivery of
+/// the same trigger and key is running, and no earlier one is pending. Checking
+/// "running" regardless of id keeps a key to one delivery at a time even when two
+/// appends commit out of id order.
+macro_rules! ordering_clear {
+    () => {
+        "(d.ordering_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM switchyard.deliveries o
+            WHERE o.trigger = d.trigger AND o.ordering_key = d.ordering_key AND o.id <> d.id
+              AND (o.status = 'running' OR (o.status = 'pending' AND o.id < d.id))))"
+    };
+}
+
+/// Returns the ids it inserted; a row whose id or dedupe key exists is skipped.
+pub(super) const INSERT_EVENTS: &str = "
+    INSERT INTO switchyard.events (id, source_name, source, type, subject, time, datacontenttype,
+                                   data, data_base64, partitionkey, traceparent, dedupe_key,
+                                   received_at)
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::timestamptz[], $7::text[], $8::jsonb[], $9::text[], $10::text[],
+                         $11::text[], $12::text[], $13::timestamptz[])
+    ON CONFLICT DO NOTHING
+    RETURNING id";
+
+/// The ids of the events holding the given `(source_name, dedupe_key)` pairs.
+pub(super) const FIND_ORIGINALS: &str = "
+    SELECT k.source_name, k.dedupe_key, e.id
+    FROM UNNEST($1::text[], $2::text[]) AS k(source_name, dedupe_key)
+    JOIN switchyard.events e ON e.source_name = k.source_name AND e.dedupe_key = k.dedupe_key";
+
+/// Inserts in array order, so ids (and hence per-key order) follow the batch.
+pub(super) const INSERT_DELIVERIES: &str = "
+    INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key)
+    SELECT event_id, trigger, ordering_key
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[])
+         WITH ORDINALITY AS n(event_id, trigger, ordering_key, position)
+    ORDER BY position";
+
+/// `$1` triggers, `$2` limit, `$3` lease token, `$4` lease in milliseconds. Returns the
+/// claimed deliveries joined with their events, in `(run_at, id)` order.
+pub(super) const CLAIM: &str = concat!(
+    "
+    WITH c AS (
+        SELECT d.id FROM switchyard.deliveries d
+        WHERE d.status = 'pending' AND d.run_at <= now() AND d.trigger = ANY($1) AND ",
+    ordering_clear!(),
+    "
+        ORDER BY d.run_at, d.id
+        LIMIT $2
+        FOR UPDATE OF d SKIP LOCKED
+    ), u AS (
+        UPDATE switchyard.deliveries d
+        SET status = 'running', lease_token = $3,
+            lease_expires_at = now() + $4 * interval '1 millisecond',
+            claimed_at = now(), attempts = d.attempts + 1, updated_at = now()
+        FROM c WHERE d.id = c.id
+        RETURNING d.id, d.event_id, d.trigger, d.attempts, d.created_at, d.claimed_at, d.run_at
+    )
+    SELECT u.id AS delivery_id, u.trigger, u.attempts, u.created_at AS delivery_created_at,
+           u.claimed_at, ",
+    event_columns!(),
+    "
+    FROM u JOIN switchyard.events e ON e.id = u.event_id
+    ORDER BY u.run_at, u.id"
+);
+
+pub(super) const HEARTBEAT: &str = "
+    UPDATE switchyard.deliveries d
+    SET lease_expires_at = now() + $3 * interval '1 millisecond'
+    FROM UNNEST($1::bigint[], $2::uuid[]) AS l(id, token)
+    WHERE d.id = l.id AND d.lease_token = l.token AND d.status = 'running'";
+
+/// Moves every delivery whose lease is still held and records those attempts, in one
+/// statement. The attempt number is the one the fenced row holds, which is the one its
+/// claim handed out. Returns the input positions (from 1) that were accepted.
+pub(super) const FINISH: &str = "
+    WITH r AS (
+        SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
+                             $6::timestamptz[], $7::bigint[], $8::text[])
+            WITH ORDINALITY
+            AS r(id, token, status, run_at, error, started_at, duration_ms, outcome, position)
+    ), u AS (
+        UPDATE switchyard.deliveries d
+        SET status = r.status,
+            run_at = CASE WHEN r.status = 'pending' THEN coalesce(r.run_at, now()) ELSE d.run_at END,
+            last_error = r.error, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+        FROM r
+        WHERE d.id = r.id AND d.lease_token = r.token AND d.status = 'running'
+        RETURNING r.position, d.id, d.attempts, d.status, d.ordering_key
+    ), recorded AS (
+        INSERT INTO switchyard.attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
+        SELECT u.id, u.attempts, r.started_at, r.duration_ms, r.outcome, r.error
+        FROM u JOIN r ON r.position = u.position
+        ON CONFLICT DO NOTHING
+    )
+    SELECT position, status, ordering_key FROM u";
+
+pub(super) const RELEASE: &str = "
+    UPDATE switchyard.deliveries d
+    SET status = 'pending', attempts = d.attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+        updated_at = now()
+    FROM UNNEST($1::bigint[], $2::uuid[]) AS l(id, token)
+    WHERE d.id = l.id AND d.lease_token = l.token AND d.status = 'running'";
+
+/// `$1` is the error recorded on the abandoned attempts. Returns how many.
+pub(super) const RECLAIM_EXPIRED: &str = "
+    WITH expired AS (
+        SELECT id FROM switchyard.deliveries
+        WHERE status = 'running' AND lease_expires_at < now()
+        FOR UPDATE SKIP LOCKED
+    ), u AS (
+        UPDATE switchyard.deliveries d
+        SET status = 'pending', run_at = now(), lease_token = NULL, lease_expires_at = NULL,
+            updated_at = now()
+        FROM expired WHERE d.id = expired.id
+        RETURNING d.id, d.attempts, d.claimed_at
+    ), recorded AS (
+        INSERT INTO switchyard.attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
+        SELECT id, attempts, coalesce(claimed_at, now()),
+               coalesce((extract(epoch FROM now() - claimed_at) * 1000)::bigint, 0), 'abandoned', $1
+        FROM u
+        ON CONFLICT DO NOTHING
+    )
+    SELECT count(*) FROM u";
+
+pub(super) const NEXT_RUN_AT: &str = concat!(
+    "SELECT min(d.run_at) FROM switchyard.deliveries d
+     WHERE d.status = 'pending' AND d.trigger = ANY($1) AND ",
+    ordering_clear!()
+);
+
+/// `$1` event, `$2` triggers, `$3` ordering keys, `$4` replay_of. Returns the new ids.
+pub(super) const ADD_DELIVERIES: &str = "
+    INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key, replay_of)
+    SELECT $1, trigger, ordering_key, $4
+    FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS n(trigger, ordering_key, position)
+    ORDER BY position
+    RETURNING id";
+
+/// The start of `list_events`: the matching events, before the filters, order and
+/// limit that `QueryBuilder` appends, and [`LIST_EVENTS_SUMMARY`].
+pub(super) const LIST_EVENTS: &str = "
+    SELECT e.id, e.source_name, e.type, e.subject, e.received_at,
+           s.deliveries, s.succeeded, s.pending, s.dead
+    FROM (SELECT e.id, e.source_name, e.type, e.subject, e.received_at
+          FROM switchyard.events e WHERE true";
+
+/// Filters `list_events` to events with a delivery that matches further conditions.
+pub(super) const LIST_EVENTS_WITH_DELIVERY: &str =
+    " AND EXISTS (SELECT 1 FROM switchyard.deliveries x WHERE x.event_id = e.id";
+
+/// Closes the event subquery of [`LIST_EVENTS`] and counts each event's deliveries.
+pub(super) const LIST_EVENTS_SUMMARY: &str = ") e CROSS JOIN LATERAL (
+        SELECT count(*) AS deliveries,
+               count(*) FILTER (WHERE d.status = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE d.status IN ('pending', 'running')) AS pending,
+               count(*) FILTER (WHERE d.status = 'dead') AS dead
+        FROM switchyard.deliveries d WHERE d.event_id = e.id) s";
+
+pub(super) const GET_EVENT: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM switchyard.events e WHERE e.id = $1"
+);
+
+pub(super) const DELIVERIES_OF_EVENT: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM switchyard.deliveries WHERE event_id = $1 ORDER BY id"
+);
+
+pub(super) const ATTEMPTS_OF_EVENT: &str = "
+    SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.error
+    FROM switchyard.attempts a JOIN switchyard.deliveries d ON d.id = a.delivery_id
+    WHERE d.event_id = $1
+    ORDER BY a.delivery_id, a.attempt";
+
+pub(super) const GET_DELIVERY: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM switchyard.deliveries WHERE id = $1"
+);
+
+pub(super) const ATTEMPTS_OF_DELIVERY: &str = "
+    SELECT delivery_id, attempt, started_at, duration_ms, outcome, error
+    FROM switchyard.attempts WHERE delivery_id = $1 ORDER BY attempt";
+
+/// `$1` since, `$2` until (excluded), `$3` source name or null, `$4` limit or null.
+pub(super) const EVENTS_BETWEEN: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    "
+    FROM switchyard.events e
+    WHERE e.received_at >= $1 AND e.received_at < $2 AND ($3::text IS NULL OR e.source_name = $3)
+      AND ($4::uuid IS NULL OR e.id > $4)
+    ORDER BY e.id
+    LIMIT $5"
+);
+
+/// `$1` trigger or null, `$2` since or null, `$3` limit or null.
+pub(super) const LIST_DEAD: &str = "
+    SELECT d.id, d.event_id, d.trigger, e.source_name, e.type, d.attempts, d.last_error,
+           d.updated_at
+    FROM switchyard.deliveries d JOIN switchyard.events e ON e.id = d.event_id
+    WHERE d.status = 'dead' AND ($1::text IS NULL OR d.trigger = $1)
+      AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+    ORDER BY d.updated_at DESC, d.id DESC
+    LIMIT $3";
+
+/// Returns the new delivery ids.
+pub(super) const REPLAY_DEAD: &str = "
+    WITH old AS (
+        UPDATE switchyard.deliveries
+        SET status = 'replayed', updated_at = now()
+        WHERE id = ANY($1) AND status = 'dead'
+        RETURNING id, event_id, trigger, ordering_key
+    )
+    INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key, replay_of)
+    SELECT event_id, trigger, ordering_key, id FROM old ORDER BY id
+    RETURNING id";
+
+/// The parameters of [`LIST_DEAD`]; deletes the dead letters it would list.
+pub(super) const PURGE_DEAD: &str = "
+    DELETE FROM switchyard.deliveries
+    WHERE status = 'dead' AND id IN (
+        SELECT d.id FROM switchyard.deliveries d
+        WHERE d.status = 'dead' AND ($1::text IS NULL OR d.trigger = $1)
+          AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+        ORDER BY d.updated_at DESC, d.id DESC
+        LIMIT $3)";
+
+pub(super) const DEPTH_PER_TRIGGER: &str = "
+    SELECT trigger, count(*) FROM switchyard.deliveries
+    WHERE status IN ('pending', 'running') GROUP BY trigger ORDER BY trigger";
+
+pub(super) const DEAD_PER_TRIGGER: &str = "
+    SELECT trigger, count(*) FROM switchyard.deliveries
+    WHERE status = 'dead' GROUP BY trigger ORDER BY trigger";
+
+pub(super) const OLDEST_PENDING_SECS: &str = "
+    SELECT coalesce(extract(epoch FROM now() - min(run_at))::float8, 0)
+    FROM switchyard.deliveries WHERE status = 'pending' AND run_at <= now()";
+
+pub(super) const SCHEDULE_POSITION: &str =
+    "SELECT position FROM switchyard.schedules WHERE source_name = $1";
+
+/// `$1` source, `$2` position: moves the position forward, never back.
+pub(super) const ADVANCE_SCHEDULE: &str = "
+    INSERT INTO switchyard.schedules (source_name, position) VALUES ($1, $2)
+    ON CONFLICT (source_name) DO UPDATE
+    SET position = greatest(schedules.position, excluded.position), updated_at = now()";
+
+/// `$1` source, `$2` scheduled times. A time that another process fired is not
+/// recorded as skipped.
+pub(super) const INSERT_SKIPPED: &str = "
+    INSERT INTO switchyard.skipped_fires (source_name, scheduled_time)
+    SELECT $1, t FROM unnest($2::timestamptz[]) AS t
+    WHERE NOT EXISTS (
+        SELECT 1 FROM switchyard.events e
+        WHERE e.source_name = $1 AND e.type = 'cron.tick' AND e.time = t)
+    ON CONFLICT DO NOTHING";
+
+pub(super) const LIST_SKIPPED: &str = "
+    SELECT scheduled_time FROM switchyard.skipped_fires WHERE source_name = $1
+    ORDER BY scheduled_time DESC LIMIT $2";

@@ -1,0 +1,671 @@
+//! The SQLite backend: the embedded default, one database file per installation.
+//!
+//! The file runs in WAL mode with `synchronous = FULL`, so a committed append survives
+//! a power loss. Writers take the write lock up front (`BEGIN IMMEDIATE`, or a single
+//! writing statement) and wait for each other through `busy_timeout`, so transactions
+//! never fail trying to upgrade a read lock.
+//!
+//! Values are stored as text: timestamps in the fixed-width UTC form
+//! `2024-05-01T12:00:00.000000Z` (so comparing the text compares the times), UUIDs
+//! hyphenated, and `data` as JSON. The current time comes from Rust and is bound, never
+//! from SQLite's date functions.
+
+mod columns;
+mod sql;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use switchyard_core::Event;
+use switchyard_core::config::redact_url;
+use uuid::Uuid;
+
+use self::columns::{
+    json_list, lease_end, parse_timestamp, parse_uuid, timestamp, timestamp_at, uuid_text,
+};
+use crate::migrations;
+use crate::rows::{self, LEASE_EXPIRED};
+use crate::{
+    Appended, AttemptOutcome, Claimed, DeadLetter, DeadQuery, DeliveryDetail, DeliveryStatus,
+    EventDetail, EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats,
+    Result, Store, StoreError,
+};
+
+/// The store in a SQLite database file (or in memory, for tests and trials).
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens, creating it if missing, the database `url` names: `sqlite://PATH`,
+    /// `sqlite:PATH` or `sqlite::memory:`.
+    ///
+    /// A file gets a pool of 4 connections; an in-memory database lives in a single
+    /// connection that is never closed, so it lasts as long as the store. Fails with
+    /// [`StoreError::Invalid`] if the URL does not parse and
+    /// [`StoreError::Unavailable`] if the file cannot be opened. Does not migrate.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|error| {
+                StoreError::Invalid(format!("bad SQLite URL {:?}: {error}", redact_url(url)))
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = if in_memory {
+            SqlitePoolOptions::new()
+                .min_connections(1)
+                .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(4)
+        }
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?;
+        Ok(Self { pool })
+    }
+
+    /// Starts a transaction that holds the write lock from its first statement.
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with(sql::BEGIN_WRITE).await?)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    /// Migrates inside one `BEGIN IMMEDIATE` transaction, so a second process waits for
+    /// the first and then finds the schema current.
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.write().await?;
+        migrations::run(migrations::SQLITE, &mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query(sql::PING).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn append(&self, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write().await?;
+        let results = append_in(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn claim(
+        &self,
+        triggers: &[String],
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>> {
+        if triggers.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let token = Uuid::new_v4();
+        let claimed = sqlx::query(sql::CLAIM)
+            .bind(uuid_text(token))
+            .bind(timestamp(lease_end(now, lease)?))
+            .bind(timestamp(now))
+            .bind(json_list(triggers))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let mut event_ids: Vec<String> = claimed
+            .iter()
+            .map(|row| row.try_get("event_id"))
+            .collect::<Result<_, _>>()?;
+        event_ids.sort_unstable();
+        event_ids.dedup();
+        let events: HashMap<Uuid, Event> = sqlx::query(sql::EVENTS_BY_ID)
+            .bind(json_list(&event_ids))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| columns::event(row).map(|event| (event.id, event)))
+            .collect::<Result<_>>()?;
+
+        let mut out = Vec::with_capacity(claimed.len());
+        for row in &claimed {
+            let event_id = parse_uuid(row.try_get("event_id")?)?;
+            let event = events.get(&event_id).cloned().ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "claimed a delivery of event {event_id}, which does not exist"
+                ))
+            })?;
+            let id: i64 = row.try_get("id")?;
+            let claim = Claimed {
+                lease: Lease {
+                    delivery_id: id,
+                    token,
+                },
+                trigger: row.try_get("trigger")?,
+                attempt: rows::count(row.try_get("attempts")?),
+                created_at: timestamp_at(row, "created_at")?,
+                claimed_at: timestamp_at(row, "claimed_at")?,
+                event,
+            };
+            out.push(((timestamp_at(row, "run_at")?, id), claim));
+        }
+        // RETURNING gives rows in no particular order.
+        out.sort_by_key(|(order, _)| *order);
+        Ok(out.into_iter().map(|(_, claim)| claim).collect())
+    }
+
+    async fn heartbeat(&self, leases: &[Lease], lease: Duration) -> Result<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let expires = timestamp(lease_end(Utc::now(), lease)?);
+        let mut tx = self.write().await?;
+        let mut extended = 0;
+        for held in leases {
+            extended += sqlx::query(sql::HEARTBEAT)
+                .bind(&expires)
+                .bind(held.delivery_id)
+                .bind(uuid_text(held.token))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(extended)
+    }
+
+    async fn finish(&self, results: &[Finished]) -> Result<Vec<bool>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let mut tx = self.write().await?;
+        let mut accepted = Vec::with_capacity(results.len());
+        for result in results {
+            let status = rows::status_after(result.outcome);
+            let run_at = (status == DeliveryStatus::Pending)
+                .then(|| timestamp(result.retry_at.unwrap_or(now)));
+            // The attempt number the fenced row holds is the one its claim handed out.
+            let attempt: Option<i64> = sqlx::query_scalar(sql::FINISH)
+                .bind(result.lease.delivery_id)
+                .bind(uuid_text(result.lease.token))
+                .bind(status.as_str())
+                .bind(run_at)
+                .bind(&result.error)
+                .bind(timestamp(now))
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(attempt) = attempt {
+                sqlx::query(sql::INSERT_ATTEMPT)
+                    .bind(result.lease.delivery_id)
+                    .bind(attempt)
+                    .bind(timestamp(result.started_at))
+                    .bind(result.duration_ms)
+                    .bind(result.outcome.as_str())
+                    .bind(&result.error)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            accepted.push(attempt.is_some());
+        }
+        tx.commit().await?;
+        for (result, &ok) in results.iter().zip(&accepted) {
+            if !ok {
+                rows::warn_refused(result);
+            }
+        }
+        Ok(accepted)
+    }
+
+    async fn release(&self, leases: &[Lease]) -> Result<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let now = timestamp(Utc::now());
+        let mut tx = self.write().await?;
+        let mut released = 0;
+        for held in leases {
+            released += sqlx::query(sql::RELEASE)
+                .bind(&now)
+                .bind(held.delivery_id)
+                .bind(uuid_text(held.token))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    async fn reclaim_expired(&self) -> Result<u64> {
+        let now = Utc::now();
+        let now_text = timestamp(now);
+        let mut tx = self.write().await?;
+        let expired = sqlx::query(sql::EXPIRED_LEASES)
+            .bind(&now_text)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &expired {
+            let id: i64 = row.try_get("id")?;
+            let claimed_at = match row.try_get::<Option<String>, _>("claimed_at")? {
+                Some(text) => parse_timestamp(&text)?,
+                None => now,
+            };
+            sqlx::query(sql::INSERT_ATTEMPT)
+                .bind(id)
+                .bind(row.try_get::<i64, _>("attempts")?)
+                .bind(timestamp(claimed_at))
+                .bind((now - claimed_at).num_milliseconds().max(0))
+                .bind(AttemptOutcome::Abandoned.as_str())
+                .bind(LEASE_EXPIRED)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sql::REQUEUE_EXPIRED)
+                .bind(&now_text)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(expired.len() as u64)
+    }
+
+    /// Deliveries held back by their ordering key are left out: they become runnable
+    /// when the delivery ahead of them finishes.
+    async fn next_run_at(&self, triggers: &[String]) -> Result<Option<DateTime<Utc>>> {
+        if triggers.is_empty() {
+            return Ok(None);
+        }
+        let earliest: Option<String> = sqlx::query_scalar(sql::NEXT_RUN_AT)
+            .bind(json_list(triggers))
+            .fetch_one(&self.pool)
+            .await?;
+        earliest.as_deref().map(parse_timestamp).transpose()
+    }
+
+    /// SQLite has no cross-process signal: this waits forever, and the engine relies on
+    /// its in-process wake-up and on `next_run_at`. Cancellation safe.
+    async fn wait_for_work(&self) -> Result<()> {
+        std::future::pending().await
+    }
+
+    async fn add_deliveries(
+        &self,
+        event_id: Uuid,
+        deliveries: &[NewDelivery],
+        replay_of: Option<i64>,
+    ) -> Result<Vec<i64>> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = timestamp(Utc::now());
+        let id = uuid_text(event_id);
+        let mut tx = self.write().await?;
+        let exists: Option<i64> = sqlx::query_scalar(sql::EVENT_EXISTS)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::Invalid(format!(
+                "event {event_id} does not exist"
+            )));
+        }
+        let mut ids = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            ids.push(insert_delivery(&mut tx, &id, delivery, replay_of, &now).await?);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>> {
+        let mut sql = QueryBuilder::<Sqlite>::new(sql::LIST_EVENTS);
+        if let Some(source) = &query.source {
+            sql.push(" AND e.source_name = ").push_bind(source);
+        }
+        if let Some(ty) = &query.ty {
+            sql.push(" AND e.type = ").push_bind(ty);
+        }
+        if query.trigger.is_some() || query.status.is_some() {
+            sql.push(sql::LIST_EVENTS_WITH_DELIVERY);
+            if let Some(trigger) = &query.trigger {
+                sql.push(" AND x.trigger = ").push_bind(trigger);
+            }
+            if let Some(status) = query.status {
+                sql.push(" AND x.status = ").push_bind(status.as_str());
+            }
+            sql.push(")");
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND e.received_at >= ")
+                .push_bind(timestamp(since));
+        }
+        if let Some(after) = query.after {
+            sql.push(" AND e.id > ").push_bind(uuid_text(after));
+        }
+        let order = if query.after.is_some() {
+            " ORDER BY e.id"
+        } else {
+            " ORDER BY e.id DESC"
+        };
+        sql.push(order);
+        sql.push(" LIMIT ")
+            .push_bind(rows::limit(query.limit).unwrap_or(-1));
+        sql.push(sql::LIST_EVENTS_SUMMARY);
+        sql.push(order);
+
+        let found = sql.build().fetch_all(&self.pool).await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(EventSummary {
+                    id: parse_uuid(row.try_get("id")?)?,
+                    source_name: row.try_get("source_name")?,
+                    ty: row.try_get("type")?,
+                    subject: row.try_get("subject")?,
+                    received_at: timestamp_at(row, "received_at")?,
+                    deliveries: rows::count(row.try_get("deliveries")?),
+                    succeeded: rows::count(row.try_get("succeeded")?),
+                    pending: rows::count(row.try_get("pending")?),
+                    dead: rows::count(row.try_get("dead")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn get_event(&self, id: Uuid) -> Result<Option<EventDetail>> {
+        let id_text = uuid_text(id);
+        let Some(row) = sqlx::query(sql::GET_EVENT)
+            .bind(&id_text)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let event = columns::event(&row)?;
+        let mut deliveries = sqlx::query(sql::DELIVERIES_OF_EVENT)
+            .bind(&id_text)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(columns::delivery)
+            .collect::<Result<Vec<_>>>()?;
+        let attempts = sqlx::query(sql::ATTEMPTS_OF_EVENT)
+            .bind(&id_text)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(columns::attempt)
+            .collect::<Result<Vec<_>>>()?;
+        rows::attach_attempts(&mut deliveries, attempts);
+        Ok(Some(EventDetail {
+            source_name: event.source_name.clone(),
+            received_at: event.received_at,
+            dedupe_key: event.dedupe_key.clone(),
+            event,
+            deliveries,
+        }))
+    }
+
+    async fn events_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        source: Option<&str>,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        sqlx::query(sql::EVENTS_BETWEEN)
+            .bind(timestamp(since))
+            .bind(timestamp(until))
+            .bind(source)
+            .bind(after.map(uuid_text))
+            .bind(rows::limit(limit).unwrap_or(-1))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(columns::event)
+            .collect()
+    }
+
+    async fn schedule_position(&self, source: &str) -> Result<Option<DateTime<Utc>>> {
+        let position: Option<String> = sqlx::query_scalar(sql::SCHEDULE_POSITION)
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await?;
+        position.as_deref().map(parse_timestamp).transpose()
+    }
+
+    async fn record_fire(
+        &self,
+        source: &str,
+        fire: Option<&NewEvent>,
+        skipped: &[DateTime<Utc>],
+        position: DateTime<Utc>,
+    ) -> Result<Option<Appended>> {
+        let now = timestamp(Utc::now());
+        let mut tx = self.write().await?;
+        for time in skipped {
+            sqlx::query(sql::INSERT_SKIPPED)
+                .bind(source)
+                .bind(timestamp(*time))
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let appended = match fire {
+            Some(fire) => append_in(&mut tx, std::slice::from_ref(fire)).await?.pop(),
+            None => None,
+        };
+        sqlx::query(sql::ADVANCE_SCHEDULE)
+            .bind(source)
+            .bind(timestamp(position))
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    async fn list_skipped(&self, source: &str, limit: u32) -> Result<Vec<DateTime<Utc>>> {
+        let times: Vec<String> = sqlx::query_scalar(sql::LIST_SKIPPED)
+            .bind(source)
+            .bind(rows::limit(limit).unwrap_or(-1))
+            .fetch_all(&self.pool)
+            .await?;
+        times.iter().map(|t| parse_timestamp(t)).collect()
+    }
+
+    async fn list_dead(&self, query: &DeadQuery) -> Result<Vec<DeadLetter>> {
+        sqlx::query(sql::LIST_DEAD)
+            .bind(query.trigger.as_deref())
+            .bind(query.since.map(timestamp))
+            .bind(rows::limit(query.limit).unwrap_or(-1))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(DeadLetter {
+                    delivery_id: row.try_get("id")?,
+                    event_id: parse_uuid(row.try_get("event_id")?)?,
+                    trigger: row.try_get("trigger")?,
+                    source_name: row.try_get("source_name")?,
+                    ty: row.try_get("type")?,
+                    attempts: rows::count(row.try_get("attempts")?),
+                    last_error: row.try_get("last_error")?,
+                    died_at: timestamp_at(row, "updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn get_delivery(&self, id: i64) -> Result<Option<DeliveryDetail>> {
+        let Some(row) = sqlx::query(sql::GET_DELIVERY)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut delivery = columns::delivery(&row)?;
+        delivery.attempt_log = sqlx::query(sql::ATTEMPTS_OF_DELIVERY)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(columns::attempt)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(delivery))
+    }
+
+    async fn replay_dead(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = timestamp(Utc::now());
+        let mut tx = self.write().await?;
+        let mut created = Vec::new();
+        for &id in ids {
+            let old = sqlx::query(sql::MARK_REPLAYED)
+                .bind(&now)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(old) = old {
+                let event_id: String = old.try_get("event_id")?;
+                let delivery = NewDelivery {
+                    trigger: old.try_get("trigger")?,
+                    ordering_key: old.try_get("ordering_key")?,
+                };
+                created.push(insert_delivery(&mut tx, &event_id, &delivery, Some(id), &now).await?);
+            }
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn purge_dead(&self, query: &DeadQuery) -> Result<u64> {
+        let done = sqlx::query(sql::PURGE_DEAD)
+            .bind(query.trigger.as_deref())
+            .bind(query.since.map(timestamp))
+            .bind(rows::limit(query.limit).unwrap_or(-1))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        let now = Utc::now();
+        let depth = sqlx::query(sql::DEPTH_PER_TRIGGER)
+            .fetch_all(&self.pool)
+            .await?;
+        let dead = sqlx::query(sql::DEAD_PER_TRIGGER)
+            .fetch_all(&self.pool)
+            .await?;
+        let oldest: Option<String> = sqlx::query_scalar(sql::OLDEST_RUNNABLE)
+            .bind(timestamp(now))
+            .fetch_one(&self.pool)
+            .await?;
+        let oldest_pending_secs = match oldest {
+            Some(text) => {
+                (now - parse_timestamp(&text)?)
+                    .num_microseconds()
+                    .unwrap_or(i64::MAX) as f64
+                    / 1e6
+            }
+            None => 0.0,
+        };
+        Ok(QueueStats {
+            depth: columns::per_trigger(&depth)?,
+            oldest_pending_secs: oldest_pending_secs.max(0.0),
+            dead: columns::per_trigger(&dead)?,
+        })
+    }
+}
+
+/// Inserts one pending delivery, runnable now. Returns its id.
+async fn insert_delivery(
+    conn: &mut SqliteConnection,
+    event_id: &str,
+    delivery: &NewDelivery,
+    replay_of: Option<i64>,
+    now: &str,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(sql::INSERT_DELIVERY)
+        .bind(event_id)
+        .bind(&delivery.trigger)
+        .bind(&delivery.ordering_key)
+        .bind(replay_of)
+        .bind(now)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// The body of [`Store::append`], inside the caller's write transaction.
+async fn append_in(tx: &mut SqliteConnection, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+    let now = timestamp(Utc::now());
+    let mut results = Vec::with_capacity(batch.len());
+    for item in batch {
+        let event = &item.event;
+        let id = uuid_text(event.id);
+        let inserted = sqlx::query(sql::INSERT_EVENT)
+            .bind(&id)
+            .bind(&event.source_name)
+            .bind(&event.source)
+            .bind(&event.ty)
+            .bind(&event.subject)
+            .bind(timestamp(event.time))
+            .bind(&event.datacontenttype)
+            .bind(event.data.as_ref().map(serde_json::Value::to_string))
+            .bind(&event.data_base64)
+            .bind(&event.partitionkey)
+            .bind(&event.traceparent)
+            .bind(&event.dedupe_key)
+            .bind(timestamp(event.received_at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if inserted {
+            for delivery in &item.deliveries {
+                insert_delivery(tx, &id, delivery, None, &now).await?;
+            }
+            results.push(Appended::Created(event.id));
+            continue;
+        }
+        // Not inserted: its dedupe key exists (possibly from earlier in this batch),
+        // or else its id does.
+        let original: Option<String> = match &event.dedupe_key {
+            Some(key) => {
+                sqlx::query_scalar(sql::FIND_ORIGINAL)
+                    .bind(&event.source_name)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            None => None,
+        };
+        let original = original.as_deref().map(parse_uuid).transpose()?;
+        results.push(Appended::Duplicate(original.unwrap_or(event.id)));
+    }
+    Ok(results)
+}

@@ -1,0 +1,243 @@
+//! Every statement the SQLite store runs. Timestamps are bound as text in the fixed
+//! form `columns::timestamp` writes, so comparing them as text compares the times;
+//! lists of triggers or ids arrive as one JSON array and are read with `json_each`.
+
+/// Takes the write lock at once, so the transaction never has to upgrade a read lock
+/// (which fails with `SQLITE_BUSY` instead of waiting).
+pub(super) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+pub(super) const PING: &str = "SELECT 1";
+
+/// The columns of `events` aliased `e`, as `columns::event` reads them.
+macro_rules! event_columns {
+    () => {
+        "e.id, e.source_name, e.source, e.type, e.subject, e.time, e.datacontenttype, e.data, \
+         e.data_base64, e.partitionkey, e.traceparent, e.dedupe_key, e.received_at"
+    };
+}
+
+/// The columns of `deliveries` that `columns::delivery` reads.
+macro_rules! delivery_columns {
+    () => {
+        "id, event_id, trigger, status, attempts, run_at, created_at, updated_at, ordering_key, \
+         replay_of, last_error"
+    };
+}
+
+/// True when delivery `d` is not held back by its ordering key: no other delivery of
+/// the same trigger and key is running, and no earlier one is pending.
+macro_rules! ordering_clear {
+    () => {
+        "(d.ordering_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM deliveries o
+            WHERE o.trigger = d.trigger AND o.ordering_key = d.ordering_key AND o.id <> d.id
+              AND (o.status = 'running' OR (o.status = 'pending' AND o.id < d.id))))"
+    };
+}
+
+/// Inserts nothing if the id or the `(source_name, dedupe_key)` exists.
+pub(super) const INSERT_EVENT: &str = "
+    INSERT INTO events (id, source_name, source, type, subject, time, datacontenttype, data,
+                        data_base64, partitionkey, traceparent, dedupe_key, received_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+    ON CONFLICT DO NOTHING";
+
+pub(super) const FIND_ORIGINAL: &str =
+    "SELECT id FROM events WHERE source_name = ?1 AND dedupe_key = ?2";
+
+pub(super) const EVENT_EXISTS: &str = "SELECT 1 FROM events WHERE id = ?1";
+
+/// `?5` is now. Returns the new id.
+pub(super) const INSERT_DELIVERY: &str = "
+    INSERT INTO deliveries (event_id, trigger, ordering_key, replay_of, run_at, created_at,
+                            updated_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)
+    RETURNING id";
+
+/// `?1` token, `?2` lease end, `?3` now, `?4` triggers (JSON), `?5` limit.
+///
+/// One writing statement, so SQLite runs it atomically under the write lock; the
+/// uncorrelated `IN (SELECT ...)` is evaluated once, before any row changes. The rows
+/// come back in no particular order.
+pub(super) const CLAIM: &str = concat!(
+    "
+    UPDATE deliveries
+    SET status = 'running', lease_token = ?1, lease_expires_at = ?2, claimed_at = ?3,
+        attempts = attempts + 1, updated_at = ?3
+    WHERE id IN (
+        SELECT d.id FROM deliveries d
+        WHERE d.status = 'pending' AND d.run_at <= ?3
+          AND d.trigger IN (SELECT value FROM json_each(?4)) AND ",
+    ordering_clear!(),
+    "
+        ORDER BY d.run_at, d.id
+        LIMIT ?5)
+    RETURNING id, event_id, trigger, attempts, created_at, claimed_at, run_at"
+);
+
+/// `?1` event ids (JSON).
+pub(super) const EVENTS_BY_ID: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events e WHERE e.id IN (SELECT value FROM json_each(?1))"
+);
+
+/// `?1` lease end, `?2` delivery, `?3` token.
+pub(super) const HEARTBEAT: &str = "
+    UPDATE deliveries SET lease_expires_at = ?1
+    WHERE id = ?2 AND lease_token = ?3 AND status = 'running'";
+
+/// `?1` delivery, `?2` token, `?3` new status, `?4` new run_at or null, `?5` error,
+/// `?6` now. Returns the attempt number the fenced row holds, if it was updated.
+pub(super) const FINISH: &str = "
+    UPDATE deliveries
+    SET status = ?3, run_at = coalesce(?4, run_at), last_error = ?5, lease_token = NULL,
+        lease_expires_at = NULL, updated_at = ?6
+    WHERE id = ?1 AND lease_token = ?2 AND status = 'running'
+    RETURNING attempts";
+
+pub(super) const INSERT_ATTEMPT: &str = "
+    INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT DO NOTHING";
+
+/// `?1` now, `?2` delivery, `?3` token.
+pub(super) const RELEASE: &str = "
+    UPDATE deliveries
+    SET status = 'pending', attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+        updated_at = ?1
+    WHERE id = ?2 AND lease_token = ?3 AND status = 'running'";
+
+/// `?1` now.
+pub(super) const EXPIRED_LEASES: &str = "
+    SELECT id, attempts, claimed_at FROM deliveries
+    WHERE status = 'running' AND lease_expires_at < ?1";
+
+/// `?1` now, `?2` delivery.
+pub(super) const REQUEUE_EXPIRED: &str = "
+    UPDATE deliveries
+    SET status = 'pending', run_at = ?1, lease_token = NULL, lease_expires_at = NULL,
+        updated_at = ?1
+    WHERE id = ?2";
+
+/// `?1` triggers (JSON).
+pub(super) const NEXT_RUN_AT: &str = concat!(
+    "SELECT min(d.run_at) FROM deliveries d
+     WHERE d.status = 'pending' AND d.trigger IN (SELECT value FROM json_each(?1)) AND ",
+    ordering_clear!()
+);
+
+/// The start of `list_events`: the matching events, before the filters, order and
+/// limit that `QueryBuilder` appends, and [`LIST_EVENTS_SUMMARY`].
+pub(super) const LIST_EVENTS: &str = "
+    SELECT e.id, e.source_name, e.type, e.subject, e.received_at,
+           count(d.id) AS deliveries,
+           coalesce(sum(d.status = 'succeeded'), 0) AS succeeded,
+           coalesce(sum(d.status IN ('pending', 'running')), 0) AS pending,
+           coalesce(sum(d.status = 'dead'), 0) AS dead
+    FROM (SELECT e.id, e.source_name, e.type, e.subject, e.received_at FROM events e WHERE 1";
+
+/// Filters `list_events` to events with a delivery that matches further conditions.
+pub(super) const LIST_EVENTS_WITH_DELIVERY: &str =
+    " AND EXISTS (SELECT 1 FROM deliveries x WHERE x.event_id = e.id";
+
+/// Closes the event subquery of [`LIST_EVENTS`] and counts each event's deliveries.
+pub(super) const LIST_EVENTS_SUMMARY: &str =
+    ") e LEFT JOIN deliveries d ON d.event_id = e.id GROUP BY e.id";
+
+pub(super) const GET_EVENT: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events e WHERE e.id = ?1"
+);
+
+pub(super) const DELIVERIES_OF_EVENT: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM deliveries WHERE event_id = ?1 ORDER BY id"
+);
+
+pub(super) const ATTEMPTS_OF_EVENT: &str = "
+    SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.error
+    FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+    WHERE d.event_id = ?1
+    ORDER BY a.delivery_id, a.attempt";
+
+pub(super) const GET_DELIVERY: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM deliveries WHERE id = ?1"
+);
+
+pub(super) const ATTEMPTS_OF_DELIVERY: &str = "
+    SELECT delivery_id, attempt, started_at, duration_ms, outcome, error
+    FROM attempts WHERE delivery_id = ?1 ORDER BY attempt";
+
+/// `?1` since, `?2` until (excluded), `?3` source name or null, `?4` limit (-1: none).
+pub(super) const EVENTS_BETWEEN: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    "
+    FROM events e
+    WHERE e.received_at >= ?1 AND e.received_at < ?2 AND (?3 IS NULL OR e.source_name = ?3)
+      AND (?4 IS NULL OR e.id > ?4)
+    ORDER BY e.id
+    LIMIT ?5"
+);
+
+/// `?1` trigger or null, `?2` since or null, `?3` limit (-1: none).
+pub(super) const LIST_DEAD: &str = "
+    SELECT d.id, d.event_id, d.trigger, e.source_name, e.type, d.attempts, d.last_error,
+           d.updated_at
+    FROM deliveries d JOIN events e ON e.id = d.event_id
+    WHERE d.status = 'dead' AND (?1 IS NULL OR d.trigger = ?1) AND (?2 IS NULL OR d.updated_at >= ?2)
+    ORDER BY d.updated_at DESC, d.id DESC
+    LIMIT ?3";
+
+/// `?1` now, `?2` delivery. Returns what the replay needs, if the row was dead.
+pub(super) const MARK_REPLAYED: &str = "
+    UPDATE deliveries SET status = 'replayed', updated_at = ?1
+    WHERE id = ?2 AND status = 'dead'
+    RETURNING event_id, trigger, ordering_key";
+
+/// The parameters of [`LIST_DEAD`]; deletes the dead letters it would list.
+pub(super) const PURGE_DEAD: &str = "
+    DELETE FROM deliveries WHERE id IN (
+        SELECT d.id FROM deliveries d
+        WHERE d.status = 'dead' AND (?1 IS NULL OR d.trigger = ?1)
+          AND (?2 IS NULL OR d.updated_at >= ?2)
+        ORDER BY d.updated_at DESC, d.id DESC
+        LIMIT ?3)";
+
+pub(super) const DEPTH_PER_TRIGGER: &str = "
+    SELECT trigger, count(*) FROM deliveries
+    WHERE status IN ('pending', 'running') GROUP BY trigger ORDER BY trigger";
+
+pub(super) const DEAD_PER_TRIGGER: &str = "
+    SELECT trigger, count(*) FROM deliveries
+    WHERE status = 'dead' GROUP BY trigger ORDER BY trigger";
+
+/// `?1` now.
+pub(super) const OLDEST_RUNNABLE: &str =
+    "SELECT min(run_at) FROM deliveries WHERE status = 'pending' AND run_at <= ?1";
+
+pub(super) const SCHEDULE_POSITION: &str = "SELECT position FROM schedules WHERE source_name = ?1";
+
+/// `?1` source, `?2` position, `?3` now: moves the position forward, never back.
+pub(super) const ADVANCE_SCHEDULE: &str = "
+    INSERT INTO schedules (source_name, position, updated_at) VALUES (?1, ?2, ?3)
+    ON CONFLICT (source_name) DO UPDATE
+    SET position = max(schedules.position, excluded.position), updated_at = excluded.updated_at";
+
+/// `?1` source, `?2` scheduled time, `?3` now. A time another process fired is not
+/// recorded as skipped.
+pub(super) const INSERT_SKIPPED: &str = "
+    INSERT INTO skipped_fires (source_name, scheduled_time, recorded_at)
+    SELECT ?1, ?2, ?3
+    WHERE NOT EXISTS (
+        SELECT 1 FROM events e WHERE e.source_name = ?1 AND e.type = 'cron.tick' AND e.time = ?2)
+    ON CONFLICT DO NOTHING";
+
+pub(super) const LIST_SKIPPED: &str = "
+    SELECT scheduled_time FROM skipped_fires WHERE source_name = ?1
+    ORDER BY scheduled_time DESC LIMIT ?2";

@@ -1,0 +1,281 @@
+//! The `cron` source: fires `cron.tick` events on a schedule, exactly once per
+//! scheduled time across any number of processes.
+//!
+//! Every process runs every schedule. Each fire is committed with the dedupe key
+//! `cron:NAME:SCHEDULED_TIME`, so when several processes fire the same time, the
+//! store keeps one event and the others get `Duplicate`: correctness does not depend
+//! on any leader. The schedule's position (the latest scheduled time fired or
+//! skipped) commits in the same transaction, and is where catch-up starts after a
+//! restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+use switchyard_core::Event;
+use switchyard_core::config::CronSource;
+use switchyard_core::schedule::{Schedule, plan_catch_up};
+use switchyard_store::{Appended, NewEvent, Store, StoreError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::router::Router;
+
+/// Fires within this long after their time are on time, not missed: they are fired
+/// by the running loop rather than by the start-up catch-up.
+const ON_TIME: Duration = Duration::from_secs(2);
+/// At most this many skipped fires are recorded one by one at start-up.
+const MAX_RECORDED_SKIPS: usize = 10_000;
+/// The longest single sleep; the loop re-reads the clock after it.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// One configured cron source, ready to run.
+pub struct CronRuntime {
+    pub name: String,
+    pub config: CronSource,
+    pub schedule: Schedule,
+}
+
+/// What a cron source needs from the engine.
+pub struct CronDeps {
+    pub store: Arc<dyn Store>,
+    pub router: Arc<Router>,
+    pub metrics: Arc<Metrics>,
+    pub wake: Arc<Notify>,
+}
+
+impl CronRuntime {
+    /// `None` for a disabled schedule. The expression was checked by `validate`.
+    pub fn new(name: String, config: CronSource) -> Option<Self> {
+        if !config.enabled {
+            return None;
+        }
+        let schedule = Schedule::parse(&config.schedule, &config.timezone).ok()?;
+        Some(Self {
+            name,
+            config,
+            schedule,
+        })
+    }
+
+    /// The tick event for `scheduled`, fired at `fired_at`.
+    pub fn tick(&self, scheduled: DateTime<Utc>, fired_at: DateTime<Utc>) -> Event {
+        let local = scheduled.with_timezone(&self.schedule.timezone());
+        let mut data = json!({
+            "scheduled_time": local.to_rfc3339_opts(SecondsFormat::Millis, false),
+            "fired_at": fired_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "schedule": self.config.schedule,
+            "timezone": self.config.timezone,
+        });
+        if let Some(payload) = &self.config.data {
+            data["payload"] = payload.clone();
+        }
+        let mut event = Event::new(&self.name, format!("cron://{}", self.name), "cron.tick")
+            .with_subject(&self.name)
+            .with_json(data)
+            .with_dedupe_key(dedupe_key(scheduled));
+        event.time = scheduled;
+        event
+    }
+
+    /// Runs until `shutdown`: first the catch-up of fires missed while no process ran,
+    /// then each fire at its time.
+    pub async fn run(self, deps: CronDeps, shutdown: CancellationToken) {
+        let Some(position) = retry(&shutdown, "read the schedule position", || {
+            deps.store.schedule_position(&self.name)
+        })
+        .await
+        else {
+            return;
+        };
+        let now = Utc::now();
+        let on_time_from = now - chrono::Duration::from_std(ON_TIME).expect("a small duration");
+        let mut cursor = match position {
+            Some(position) => {
+                self.catch_up(&deps, position, on_time_from, &shutdown)
+                    .await;
+                position.max(on_time_from)
+            }
+            // A schedule seen for the first time starts now: nothing was missed.
+            None => now,
+        };
+        loop {
+            let Some(next) = self
+                .schedule
+                .next_after(cursor)
+                .map(|t| t.with_timezone(&Utc))
+            else {
+                tracing::warn!(source = %self.name, "the schedule has no further fire times");
+                return;
+            };
+            loop {
+                let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                if wait.is_zero() {
+                    break;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+            if self.fire(&deps, next, &[], &shutdown).await.is_none() {
+                return;
+            }
+            cursor = next;
+        }
+    }
+
+    async fn catch_up(
+        &self,
+        deps: &CronDeps,
+        position: DateTime<Utc>,
+        until: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) {
+        let limit = MAX_RECORDED_SKIPS + self.config.max_catch_up as usize;
+        let missed: Vec<DateTime<Utc>> = self
+            .schedule
+            .between(position, until, limit)
+            .iter()
+            .map(|t| t.with_timezone(&Utc))
+            .collect();
+        if missed.is_empty() {
+            return;
+        }
+        let plan = plan_catch_up(
+            &missed,
+            self.config.catch_up,
+            self.config.max_catch_up as usize,
+            self.config.max_age,
+            Utc::now(),
+        );
+        tracing::info!(source = %self.name, missed = missed.len(), firing = plan.fire.len(), skipping = plan.skip.len(), "catching up");
+        if plan.fire.is_empty() {
+            let last = *missed.last().expect("not empty");
+            let record = || deps.store.record_fire(&self.name, None, &plan.skip, last);
+            retry(shutdown, "record skipped fires", record).await;
+            return;
+        }
+        // Skips older than the first fire commit with it; the rest with later fires.
+        for (i, scheduled) in plan.fire.iter().enumerate() {
+            let skipped: Vec<DateTime<Utc>> = plan
+                .skip
+                .iter()
+                .copied()
+                .filter(|t| t < scheduled && (i == 0 || *t > plan.fire[i - 1]))
+                .collect();
+            if self
+                .fire(deps, *scheduled, &skipped, shutdown)
+                .await
+                .is_none()
+            {
+                return;
+            }
+        }
+        let trailing: Vec<DateTime<Utc>> = plan
+            .skip
+            .iter()
+            .copied()
+            .filter(|t| t > plan.fire.last().expect("not empty"))
+            .collect();
+        if let Some(last) = trailing.last().copied() {
+            retry(shutdown, "record skipped fires", || {
+                deps.store.record_fire(&self.name, None, &trailing, last)
+            })
+            .await;
+        }
+    }
+
+    /// Commits the fire of `scheduled` (and any `skipped` before it). `None` only when
+    /// shutdown interrupted the retries.
+    async fn fire(
+        &self,
+        deps: &CronDeps,
+        scheduled: DateTime<Utc>,
+        skipped: &[DateTime<Utc>],
+        shutdown: &CancellationToken,
+    ) -> Option<Appended> {
+        let fired_at = Utc::now();
+        let event = self.tick(scheduled, fired_at);
+        let deliveries = deps.router.route(&event);
+        let new = NewEvent { event, deliveries };
+        let appended = retry(shutdown, "commit a cron fire", || {
+            deps.store
+                .record_fire(&self.name, Some(&new), skipped, scheduled)
+        })
+        .await?
+        .expect("a fire returns its event");
+        if let Appended::Created(_) = appended {
+            let lateness = (Utc::now() - scheduled).to_std().unwrap_or_default();
+            deps.metrics.cron_fired(&self.name, lateness.as_secs_f64());
+            deps.metrics.event_received(&self.name);
+            if !new.deliveries.is_empty() {
+                deps.wake.notify_one();
+            }
+        }
+        Some(appended)
+    }
+}
+
+/// The dedupe key of a fire: one event per schedule and scheduled instant.
+pub fn dedupe_key(scheduled: DateTime<Utc>) -> String {
+    format!(
+        "cron:{}",
+        scheduled.to_rfc3339_opts(SecondsFormat::Millis, true)
+    )
+}
+
+/// Retries a store call with backoff until it succeeds; `None` on shutdown.
+async fn retry<T, F, Fut>(shutdown: &CancellationToken, what: &str, mut call: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?pause, "cron: could not {what}");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.cancelled() => return None,
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_carry_the_scheduled_time_with_its_offset() {
+        let config: CronSource = serde_json::from_value(json!({
+            "schedule": "0 0 2 * * *", "timezone": "Europe/Berlin", "data": {"job": "nightly"}
+        }))
+        .unwrap();
+        let runtime = CronRuntime::new("nightly".into(), config).unwrap();
+        let scheduled = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let event = runtime.tick(scheduled, scheduled + chrono::Duration::milliseconds(7));
+        assert_eq!(event.ty, "cron.tick");
+        assert_eq!(event.source, "cron://nightly");
+        assert_eq!(event.subject.as_deref(), Some("nightly"));
+        assert_eq!(event.time, scheduled);
+        let data = event.data.unwrap();
+        assert_eq!(data["scheduled_time"], "2026-07-01T02:00:00.000+02:00");
+        assert_eq!(data["fired_at"], "2026-07-01T00:00:00.007Z");
+        assert_eq!(data["timezone"], "Europe/Berlin");
+        assert_eq!(data["payload"], json!({"job": "nightly"}));
+        assert_eq!(
+            event.dedupe_key.as_deref(),
+            Some("cron:2026-07-01T00:00:00.000Z")
+        );
+    }
+}
