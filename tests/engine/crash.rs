@@ -355,3 +355,54 @@ async fn cli_validate_send_events_and_dlq() {
     let output = cli(&config, &["dlq", "replay", &delivery]);
     assert!(!output.status.success(), "replaying twice is an error");
 }
+
+/// A handler that kills its own worker process is a poison event: after
+/// `max_attempts` abandoned attempts it is dead-lettered instead of crash-looping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_kills_its_worker_is_dead_lettered() {
+    let dir = Workdir::new();
+    let store_url = fresh_store_url(Backend::Sqlite).await;
+    let port = free_port();
+    let config = dir.config(
+        &store_url,
+        port,
+        r#"
+sources: { jobs: { http: { path: /jobs } } }
+triggers:
+  poison: { source: jobs, handler: { command: { program: sh, args: ["-c", "kill -9 $PPID"] } }, retry: { max_attempts: 2 } }
+"#,
+    );
+    let store = open(&store_url).await;
+    let mut engine = spawn(&config);
+    wait_ready(port).await;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(post_json(addr, "/jobs", json!({}), &[]).await.status(), 202);
+    let mut restarts = 0;
+    let log = eventually(
+        Duration::from_secs(60),
+        "the poison event to be dead-lettered",
+        || {
+            if engine.0.try_wait().unwrap().is_some() {
+                restarts += 1;
+                engine = spawn(&config);
+            }
+            let store = store.clone();
+            async move {
+                let all = statuses(&*store).await;
+                all.iter()
+                    .find(|(s, _)| *s == DeliveryStatus::Dead)
+                    .map(|(_, log)| log.clone())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        log,
+        [
+            AttemptOutcome::Abandoned,
+            AttemptOutcome::Abandoned,
+            AttemptOutcome::Dead
+        ]
+    );
+    assert_eq!(restarts, 2, "each attempt killed the engine once");
+}

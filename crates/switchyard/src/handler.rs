@@ -191,7 +191,8 @@ impl Context {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
-    /// Fires on shutdown and at the deadline. Long handlers should watch it.
+    /// Fires at the deadline, and when shutdown's grace period (`shutdown_grace`) runs
+    /// out with the handler still running. Long handlers should watch it.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancellation
     }

@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use switchyard_core::config::{Config, Secret};
 use switchyard_store::{DeadQuery, DeliveryStatus, EventQuery, Store};
@@ -108,7 +109,12 @@ async fn require_token(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+        // Comparing digests keeps the comparison constant-time in the token's length too.
+        let (given, expected) = (
+            Sha256::digest(given.as_bytes()),
+            Sha256::digest(token.expose().as_bytes()),
+        );
+        if !bool::from(given.as_slice().ct_eq(expected.as_slice())) {
             return Rejection::new(
                 StatusCode::UNAUTHORIZED,
                 "the admin API needs Authorization: Bearer <admin_token>",

@@ -10,6 +10,12 @@ use super::ConfigError;
 /// Where variables come from. `None` means "not set".
 pub trait Environment {
     fn var(&self, name: &str) -> Option<String>;
+
+    /// The value for a variable that is not set and has no default. `None` makes it an
+    /// error, which is what a real environment wants.
+    fn missing(&self, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The process environment.
@@ -21,12 +27,17 @@ impl Environment for ProcessEnv {
     }
 }
 
-/// An environment in which every variable is set to a placeholder, for
-/// `validate --no-environment`: the file is checked without the secrets it refers to.
+/// An empty environment in which a variable without a default gets a placeholder, for
+/// `validate --no-environment`: the file is checked without the secrets it refers to,
+/// and defaults apply as they would on a machine without the variables.
 pub struct PlaceholderEnv;
 
 impl Environment for PlaceholderEnv {
-    fn var(&self, name: &str) -> Option<String> {
+    fn var(&self, _name: &str) -> Option<String> {
+        None
+    }
+
+    fn missing(&self, name: &str) -> Option<String> {
         Some(format!("placeholder-{}", name.to_ascii_lowercase()))
     }
 }
@@ -113,10 +124,12 @@ fn expand(expr: &str, env: &dyn Environment) -> Result<String, String> {
     match (value, op) {
         (Some(value), _) => Ok(value),
         (None, Some((":-", default))) => Ok(default.to_owned()),
-        (None, Some((_, message))) if !message.is_empty() => {
-            Err(format!("environment variable {name} is not set: {message}"))
-        }
-        (None, _) => Err(format!("environment variable {name} is not set")),
+        (None, op) => env.missing(name).ok_or_else(|| match op {
+            Some((_, message)) if !message.is_empty() => {
+                format!("environment variable {name} is not set: {message}")
+            }
+            _ => format!("environment variable {name} is not set"),
+        }),
     }
 }
 

@@ -301,6 +301,21 @@ impl Config {
         if self.dispatcher.concurrency == 0 {
             err("dispatcher.concurrency".into(), "must be at least 1".into());
         }
+        if self.dispatcher.lease < HumanDuration::from_secs(1) {
+            err(
+                "dispatcher.lease".into(),
+                format!("{} is too short (at least 1s)", self.dispatcher.lease),
+            );
+        }
+        if self.dispatcher.poll_interval < HumanDuration::from_millis(10) {
+            err(
+                "dispatcher.poll_interval".into(),
+                format!(
+                    "{} is too short (at least 10ms)",
+                    self.dispatcher.poll_interval
+                ),
+            );
+        }
 
         let mut http_paths: BTreeMap<&str, &str> = BTreeMap::new();
         for (name, source) in &self.sources {
@@ -308,6 +323,14 @@ impl Config {
             check_name(&at, name, &mut err);
             match source {
                 SourceConfig::Http(http) => {
+                    if let Some(Verify::StandardWebhooks { secret, .. }) = &http.verify
+                        && !source::is_standard_webhooks_secret(secret.expose())
+                    {
+                        err(
+                            format!("{at}.http.verify.standard_webhooks.secret"),
+                            "is not whsec_ followed by a base64 key".into(),
+                        );
+                    }
                     let path_at = format!("{at}.http.path");
                     if !http.path.starts_with('/') {
                         err(path_at, format!("{:?} must start with /", http.path));

@@ -132,6 +132,16 @@ pub enum Verify {
     Bearer { token: Secret },
 }
 
+/// Whether `secret` is a Standard Webhooks secret: an optional `whsec_` prefix and a
+/// non-empty base64 key.
+pub fn is_standard_webhooks_secret(secret: &str) -> bool {
+    use base64::Engine as _;
+    let key = secret.strip_prefix("whsec_").unwrap_or(secret);
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .is_ok_and(|key| !key.is_empty())
+}
+
 fn default_tolerance() -> HumanDuration {
     HumanDuration::from_secs(300)
 }

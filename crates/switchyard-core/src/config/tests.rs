@@ -101,6 +101,7 @@ sources:
   again: { http: { path: /a } }
   bucket: { s3: { bucket: images } }
   health: { http: { path: /healthz } }
+  std: { http: { path: /std, verify: { standard_webhooks: { secret: "whsec_not base64!" } } } }
   nightly: { cron: { schedule: "0 61 2 * * *", timezone: Europe/Berlin } }
   hourly: { cron: { schedule: "@hourly", timezone: Mars/Olympus } }
 triggers:
@@ -113,9 +114,10 @@ triggers:
         "sources.hooks.http.path: \"/a\" is already used by source \"again\"",
         "sources.bucket.s3: source kind \"s3\" is not supported yet",
         "sources.health.http.path: \"/healthz\" is reserved for Switchyard itself",
+        "sources.std.http.verify.standard_webhooks.secret: is not whsec_ followed by a base64 key",
         "sources.nightly.cron.schedule: \"0 61 2 * * *\" is not a cron expression",
         "sources.hourly.cron.timezone: \"Mars/Olympus\" is not an IANA time zone",
-        "triggers.t1.source: unknown source \"nowhere\" (defined: again, bucket, health, hooks, hourly, nightly)",
+        "triggers.t1.source: unknown source \"nowhere\" (defined: again, bucket, health, hooks, hourly, nightly, std)",
         "triggers.t2.handler: unknown handler \"resize_imagez\"",
         "triggers.t3.retry.max_attempts: must be at least 1",
         "triggers.t3.retry.initial: 1h is longer than retry.max (1m)",
@@ -131,6 +133,8 @@ triggers:
 
 #[test]
 fn unknown_top_level_and_nested_fields_are_rejected() {
+    let found = errors("dispatcher: { lease: 0s }\n");
+    assert_eq!(found, ["dispatcher.lease: 0s is too short (at least 1s)"]);
     let found = errors("stor: x\nhttp: { listen: 127.0.0.1:1, tls: true }\n");
     assert!(found[0].starts_with("stor: unknown field"), "{found:?}");
     assert!(
@@ -151,6 +155,11 @@ fn interpolation_applies_defaults_and_reports_required_variables() {
     assert_eq!(config.store, "sqlite://default.db");
     let config = Config::parse("store: ${DB}\n", &PlaceholderEnv).unwrap();
     assert_eq!(config.store, "placeholder-db");
+    let config = Config::parse("store: ${DB:-sqlite://x.db}\n", &PlaceholderEnv).unwrap();
+    assert_eq!(
+        config.store, "sqlite://x.db",
+        "defaults apply without an environment"
+    );
 }
 
 #[test]
@@ -166,6 +175,12 @@ fn redacts_store_passwords() {
         "postgres://app:***@db/app"
     );
     assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+}
+
+#[test]
+fn the_example_validates_without_an_environment() {
+    let text = include_str!("../../../../triggers.yaml");
+    Config::load(text, &PlaceholderEnv, &|_| false).unwrap();
 }
 
 /// The example shipped at the repository root loads and validates with an empty

@@ -31,6 +31,7 @@ use tracing::Instrument;
 pub use attempt::Verdict;
 use completer::Completer;
 
+use crate::HandlerError;
 use crate::handler::{Context, Handler, Resources};
 use crate::metrics::Metrics;
 
@@ -138,6 +139,13 @@ impl Dispatcher {
                 .filter(|name| self.triggers[*name].permits.available_permits() > 0)
                 .cloned()
                 .collect();
+            // Claim no more than the open triggers can start, so that a trigger with
+            // little concurrency does not sit on leases other processes could run.
+            let capacity: usize = open
+                .iter()
+                .map(|name| self.triggers[name].permits.available_permits())
+                .sum();
+            permits.truncate(capacity.max(1));
             let wanted = permits.len();
             let claimed = if open.is_empty() {
                 Vec::new()
@@ -311,15 +319,24 @@ impl Dispatcher {
             span: span.clone(),
             resources: self.resources.clone(),
         };
-        let call = trigger.handler.handle(ctx, claimed.event.clone());
-        let result = attempt::with_deadline(
-            attempt::catch_panic(call),
-            deadline,
-            trigger.timeout,
-            &cancel,
-        )
-        .instrument(span.clone())
-        .await;
+        let result = if claimed.attempt > trigger.retry.max_attempts {
+            // Attempts beyond the policy can only come from abandoned ones: a handler that
+            // kills its worker (abort, OOM) would otherwise crash-loop every process.
+            Err(HandlerError::fatal(format!(
+                "not run: attempt {} exceeds max_attempts ({}) after abandoned attempts",
+                claimed.attempt, trigger.retry.max_attempts
+            )))
+        } else {
+            let call = trigger.handler.handle(ctx, claimed.event.clone());
+            attempt::with_deadline(
+                attempt::catch_panic(call),
+                deadline,
+                trigger.timeout,
+                &cancel,
+            )
+            .instrument(span.clone())
+            .await
+        };
         let elapsed = started.elapsed();
         let verdict = attempt::decide(
             &result,

@@ -10,8 +10,10 @@ pub mod http;
 use switchyard_core::Event;
 use switchyard_core::config::{Config, SourceConfig};
 
-/// An event shaped as `source` would produce it, for `switchyard send` and the test
-/// kit: its CloudEvents `source` and default `type` follow the source's kind.
+/// An event as `source` would label it, for `switchyard send` and the test kit: its
+/// CloudEvents `source` and default `type` follow the source's kind, and `data` is
+/// used as it is (an HTTP source would wrap a request body in `{"body": ...}`, so a
+/// test that filters on `data.body.*` passes data of that shape).
 pub fn synthetic_event(
     config: &Config,
     source: &str,
