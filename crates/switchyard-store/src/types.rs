@@ -245,6 +245,8 @@ pub struct DeadQuery {
     pub trigger: Option<String>,
     /// Only those that died at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only those that died before this time.
+    pub before: Option<DateTime<Utc>>,
     /// At most this many, newest first; `0` means no limit.
     pub limit: u32,
 }

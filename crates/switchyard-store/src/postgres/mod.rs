@@ -471,6 +471,7 @@ impl Store for PostgresStore {
             .bind(query.trigger.as_deref())
             .bind(query.since)
             .bind(rows::limit(query.limit))
+            .bind(query.before)
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -530,6 +531,7 @@ impl Store for PostgresStore {
             .bind(query.trigger.as_deref())
             .bind(query.since)
             .bind(rows::limit(query.limit))
+            .bind(query.before)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())

@@ -241,6 +241,7 @@ pub(super) const LIST_DEAD: &str = "
     FROM switchyard.deliveries d JOIN switchyard.events e ON e.id = d.event_id
     WHERE d.status = 'dead' AND ($1::text IS NULL OR d.trigger = $1)
       AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+      AND ($4::timestamptz IS NULL OR d.updated_at < $4)
     ORDER BY d.updated_at DESC, d.id DESC
     LIMIT $3";
 
@@ -263,6 +264,7 @@ pub(super) const PURGE_DEAD: &str = "
         SELECT d.id FROM switchyard.deliveries d
         WHERE d.status = 'dead' AND ($1::text IS NULL OR d.trigger = $1)
           AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+          AND ($4::timestamptz IS NULL OR d.updated_at < $4)
         ORDER BY d.updated_at DESC, d.id DESC
         LIMIT $3)";
 

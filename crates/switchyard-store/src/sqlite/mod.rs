@@ -500,6 +500,7 @@ impl Store for SqliteStore {
             .bind(query.trigger.as_deref())
             .bind(query.since.map(timestamp))
             .bind(rows::limit(query.limit).unwrap_or(-1))
+            .bind(query.before.map(timestamp))
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -568,6 +569,7 @@ impl Store for SqliteStore {
             .bind(query.trigger.as_deref())
             .bind(query.since.map(timestamp))
             .bind(rows::limit(query.limit).unwrap_or(-1))
+            .bind(query.before.map(timestamp))
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())

@@ -191,6 +191,7 @@ pub(super) const LIST_DEAD: &str = "
            d.updated_at
     FROM deliveries d JOIN events e ON e.id = d.event_id
     WHERE d.status = 'dead' AND (?1 IS NULL OR d.trigger = ?1) AND (?2 IS NULL OR d.updated_at >= ?2)
+      AND (?4 IS NULL OR d.updated_at < ?4)
     ORDER BY d.updated_at DESC, d.id DESC
     LIMIT ?3";
 
@@ -206,6 +207,7 @@ pub(super) const PURGE_DEAD: &str = "
         SELECT d.id FROM deliveries d
         WHERE d.status = 'dead' AND (?1 IS NULL OR d.trigger = ?1)
           AND (?2 IS NULL OR d.updated_at >= ?2)
+          AND (?4 IS NULL OR d.updated_at < ?4)
         ORDER BY d.updated_at DESC, d.id DESC
         LIMIT ?3)";
 

@@ -103,6 +103,16 @@ pub async fn purge_dead_deletes_matching_dead_letters(store: Arc<dyn Store>) {
             .unwrap(),
         0
     );
+    let past = Utc::now() - TimeDelta::hours(1);
+    let older = DeadQuery {
+        before: Some(past),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.purge_dead(&older).await.unwrap(),
+        0,
+        "none died before an hour ago"
+    );
     let t1 = DeadQuery {
         trigger: Some("t1".to_owned()),
         ..Default::default()

@@ -237,12 +237,13 @@ enum DlqCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete dead letters (all, or of one trigger / since a time).
+    /// Delete dead letters: of one trigger, older than a time, or all.
     Purge {
         #[arg(long)]
         trigger: Option<String>,
+        /// Only those that died before this time (RFC 3339, or a duration ago: `7d`).
         #[arg(long)]
-        since: Option<Since>,
+        before: Option<Since>,
         /// Confirm deleting every dead letter when no filter is given.
         #[arg(long)]
         all: bool,
@@ -262,6 +263,7 @@ pub async fn dlq(store: &dyn Store, args: DlqArgs) -> CliResult {
                     trigger,
                     since: since.map(|s| s.0),
                     limit,
+                    ..DeadQuery::default()
                 })
                 .await?;
             if json {
@@ -333,7 +335,7 @@ pub async fn dlq(store: &dyn Store, args: DlqArgs) -> CliResult {
                     let query = DeadQuery {
                         trigger,
                         since: since.map(|s| s.0),
-                        limit: u32::MAX,
+                        ..DeadQuery::default()
                     };
                     store
                         .list_dead(&query)
@@ -364,21 +366,20 @@ pub async fn dlq(store: &dyn Store, args: DlqArgs) -> CliResult {
         }
         DlqCommand::Purge {
             trigger,
-            since,
+            before,
             all,
         } => {
-            if trigger.is_none() && since.is_none() && !all {
+            if trigger.is_none() && before.is_none() && !all {
                 return Err(CliError(
-                    "purge needs --trigger, --since, or --all to delete every dead letter".into(),
+                    "purge needs --trigger, --before, or --all to delete every dead letter".into(),
                 ));
             }
-            let purged = store
-                .purge_dead(&DeadQuery {
-                    trigger,
-                    since: since.map(|s| s.0),
-                    limit: u32::MAX,
-                })
-                .await?;
+            let query = DeadQuery {
+                trigger,
+                before: before.map(|b| b.0),
+                ..DeadQuery::default()
+            };
+            let purged = store.purge_dead(&query).await?;
             println!("purged {purged} dead letter(s)");
         }
     }
