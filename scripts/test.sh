@@ -9,6 +9,8 @@
 # needed (this may use apt-get, so it needs root or sudo on a bare machine):
 #   - Postgres on 127.0.0.1:5432 with wal_level=logical, max_connections >= 300 and
 #     trust auth for local TCP (see scripts/lib/postgres.sh).
+#   - moto (S3, SQS and STS) on 127.0.0.1:5000, installed from PyPI into .venv/ and
+#     left running in the background for the next run (see scripts/lib/moto.sh).
 # When everything is already there it only checks, which takes well under a second.
 #
 # Environment:
@@ -18,6 +20,8 @@
 #                                     If you set it, the script leaves the local Postgres
 #                                     alone and only checks that your server is reachable
 #                                     and has wal_level=logical.
+#   SWITCHYARD_TEST_MOTO              Set by the script to the moto server's URL; the S3
+#                                     tests fail, never skip, when it is unreachable.
 #   SWITCHYARD_TEST_SERVICES_ONLY=1   Bring the services up, print their settings, and
 #                                     exit without running cargo. Handy for running
 #                                     `cargo test` yourself afterwards.
@@ -54,15 +58,18 @@ apt_install() {
 
 # shellcheck source-path=SCRIPTDIR source=lib/postgres.sh
 source "$REPO_ROOT/scripts/lib/postgres.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/moto.sh
+source "$REPO_ROOT/scripts/lib/moto.sh"
 
 # Services in use, one "name: detail" line each, printed before the tests run.
 SERVICES=()
 
 # Every ensure_* function makes one service ready, exports what the tests need to find
-# it, and appends a line to SERVICES. Add new services (moto for S3/SQS, tansu for
-# Kafka) here when tests start using them.
+# it, and appends a line to SERVICES. Add new services (tansu for Kafka) here when
+# tests start using them.
 ensure_services() {
 	ensure_postgres
+	ensure_moto
 }
 
 # Serialise service setup so that two runs (say, from two worktrees) don't both
@@ -85,6 +92,7 @@ done
 if [[ ${SWITCHYARD_TEST_SERVICES_ONLY:-} == 1 ]]; then
 	log "SWITCHYARD_TEST_SERVICES_ONLY=1: services are ready, not running cargo"
 	printf 'export SWITCHYARD_TEST_PG=%q\n' "$SWITCHYARD_TEST_PG"
+	printf 'export SWITCHYARD_TEST_MOTO=%q\n' "$SWITCHYARD_TEST_MOTO"
 	exit 0
 fi
 

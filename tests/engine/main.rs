@@ -7,3 +7,4 @@ mod crash;
 mod cron;
 mod delivery;
 mod http_source;
+mod s3;

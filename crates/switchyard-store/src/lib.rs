@@ -8,7 +8,8 @@
 //! Both backends keep the same tables (see `docs/event-log.md`):
 //! - `events`: append-only log, unique on `(source_name, dedupe_key)`;
 //! - `deliveries`: the queue, one row per (event, trigger) dispatch, with its status;
-//! - `attempts`: append-only, one row per finished or abandoned attempt.
+//! - `attempts`: append-only, one row per finished or abandoned attempt;
+//! - `source_positions` and `rejected_inputs`: what sources keep between runs.
 //!
 //! A dead letter is a delivery whose status is `dead`.
 
@@ -154,6 +155,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// The most recent skipped fires of a cron source, newest first.
     async fn list_skipped(&self, source: &str, limit: u32) -> Result<Vec<DateTime<Utc>>>;
+
+    /// The position (checkpoint) a source last saved with
+    /// [`append_with_position`](Store::append_with_position); `None` if it never did.
+    async fn source_position(&self, source: &str) -> Result<Option<serde_json::Value>>;
+
+    /// Appends events like [`append`](Store::append) and replaces the source's
+    /// position, in one transaction: after a crash, the position never claims events
+    /// that were not committed, nor misses ones that were.
+    async fn append_with_position(
+        &self,
+        source: &str,
+        batch: &[NewEvent],
+        position: &serde_json::Value,
+    ) -> Result<Vec<Appended>>;
+
+    /// Records an input `source` could not turn into events, such as an SQS message
+    /// that is not an S3 notification. An input already recorded under the same
+    /// `input_id` is not recorded again; returns whether this one was.
+    async fn reject_input(
+        &self,
+        source: &str,
+        input_id: &str,
+        reason: &str,
+        body: &str,
+    ) -> Result<bool>;
+
+    /// Rejected inputs, newest first: of one source, or of all.
+    async fn list_rejected(&self, source: Option<&str>, limit: u32) -> Result<Vec<RejectedInput>>;
 
     /// Dead letters (deliveries with status `dead`), newest first.
     async fn list_dead(&self, query: &DeadQuery) -> Result<Vec<DeadLetter>>;

@@ -28,6 +28,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         "schedules",
         include_str!("../../../migrations/postgres/0002_schedules.sql"),
     ),
+    (
+        3,
+        "source state",
+        include_str!("../../../migrations/postgres/0003_source_state.sql"),
+    ),
 ]);
 
 pub(crate) const SQLITE: Embedded = Embedded(&[
@@ -40,6 +45,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         2,
         "schedules",
         include_str!("../../../migrations/sqlite/0002_schedules.sql"),
+    ),
+    (
+        3,
+        "source state",
+        include_str!("../../../migrations/sqlite/0003_source_state.sql"),
     ),
 ]);
 

@@ -276,3 +276,20 @@ pub struct QueueStats {
     /// Dead letters, per trigger.
     pub dead: Vec<(String, u64)>,
 }
+
+/// An input a source could not turn into events, kept instead of being retried
+/// forever (a line of `switchyard rejected`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RejectedInput {
+    pub id: i64,
+    /// The configured source that received it.
+    pub source_name: String,
+    /// The input's id upstream, such as the SQS `MessageId`. A source rejecting the same
+    /// input again (after a redelivery) records it once.
+    pub input_id: String,
+    /// Why it was rejected, in plain language.
+    pub reason: String,
+    /// The input as received.
+    pub body: String,
+    pub received_at: DateTime<Utc>,
+}

@@ -1,15 +1,17 @@
 //! One behavioural suite, run against both backends.
 //!
-//! Each scenario in `store/queue.rs` and `store/inspect.rs` is written once as `async fn(Arc<dyn Store>)`
-//! and instantiated here for SQLite (a fresh temporary file) and Postgres (a fresh
-//! database created from the admin URL in `SWITCHYARD_TEST_PG`, default
-//! `postgres://postgres@127.0.0.1:5432/postgres`). Postgres must be reachable: the
-//! Postgres tests fail, never skip, without it.
+//! Each scenario in `store/queue.rs`, `store/inspect.rs` and `store/sources.rs` is
+//! written once as `async fn(Arc<dyn Store>)` and instantiated here for SQLite (a
+//! fresh temporary file) and Postgres (a fresh database created from the admin URL in
+//! `SWITCHYARD_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! Postgres must be reachable: the Postgres tests fail, never skip, without it.
 
 #[path = "store/inspect.rs"]
 mod inspect;
 #[path = "store/queue.rs"]
 mod queue;
+#[path = "store/sources.rs"]
+mod sources;
 #[path = "store/support.rs"]
 mod support;
 
@@ -189,6 +191,8 @@ both_backends!(
     inspect::add_deliveries_to_an_existing_event,
     inspect::stats_reports_depth_age_and_dead,
     inspect::migrate_is_idempotent,
+    sources::positions_commit_with_their_events,
+    sources::rejected_inputs_are_kept_once_newest_first,
 );
 
 // ---------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::server;
-use crate::sources::cron::{CronDeps, CronRuntime};
+use crate::sources::SourceDeps;
+use crate::sources::cron::CronRuntime;
 use crate::sources::http::HttpSourceRuntime;
+use crate::sources::s3::{AwsClients, S3Clients, S3Runtime};
 
 /// The engine a user's binary builds: register handlers, then hand over to the CLI.
 ///
@@ -108,7 +110,7 @@ impl Engine {
         config.validate(&|name| registry.contains(name))?;
         let store = switchyard_store::open(&config.store).await?;
         store.migrate().await?;
-        let parts = Parts::build(&config, store, &registry, Arc::new(self.resources))?;
+        let mut parts = Parts::build(&config, store, &registry, self.resources).await?;
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .map_err(|source| EngineError::Listen {
@@ -133,14 +135,14 @@ impl Engine {
             }
         });
         let dispatcher = tokio::spawn(parts.dispatcher.clone().run(shutdown.clone()));
-        for cron in parts.cron_sources {
-            let deps = CronDeps {
-                store: parts.store.clone(),
-                router: parts.router.clone(),
-                metrics: parts.metrics.clone(),
-                wake: parts.wake.clone(),
-            };
-            tokio::spawn(cron.run(deps, shutdown.clone()));
+        let mut sources = Vec::new();
+        for cron in std::mem::take(&mut parts.cron_sources) {
+            sources.push(tokio::spawn(
+                cron.run(parts.source_deps(), shutdown.clone()),
+            ));
+        }
+        for s3 in std::mem::take(&mut parts.s3_sources) {
+            sources.push(tokio::spawn(s3.run(parts.source_deps(), shutdown.clone())));
         }
         tracing::info!(%local_addr, store = %switchyard_core::config::redact_url(&config.store), triggers = config.triggers.len(), "switchyard is running");
         Ok(RunningEngine {
@@ -149,6 +151,7 @@ impl Engine {
             shutdown,
             server,
             dispatcher,
+            sources,
         })
     }
 }
@@ -160,6 +163,8 @@ pub struct RunningEngine {
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
+    /// Source tasks that run on their own (cron, s3).
+    sources: Vec<JoinHandle<()>>,
 }
 
 impl RunningEngine {
@@ -173,11 +178,15 @@ impl RunningEngine {
         &self.store
     }
 
-    /// Stops accepting requests and claiming work, lets in-flight deliveries finish
-    /// within the grace period, releases the rest, and returns.
+    /// Stops accepting requests, receiving and claiming work, lets in-flight
+    /// deliveries finish within the grace period, releases the rest, and returns once
+    /// every source has stopped too.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        for task in [self.server, self.dispatcher] {
+        let tasks = [self.server, self.dispatcher]
+            .into_iter()
+            .chain(self.sources);
+        for task in tasks {
             if let Err(error) = task.await {
                 tracing::warn!(%error, "a task failed while stopping");
             }
@@ -194,16 +203,19 @@ pub(crate) struct Parts {
     pub metrics: Arc<Metrics>,
     pub http_sources: Vec<Arc<HttpSourceRuntime>>,
     pub cron_sources: Vec<CronRuntime>,
+    pub s3_sources: Vec<S3Runtime>,
     pub router: Arc<Router>,
     pub wake: Arc<Notify>,
 }
 
 impl Parts {
-    pub fn build(
+    /// Builds everything but starts no source. The `s3` sources' clients are built
+    /// here (no request is made) and shared with handlers through `resources`.
+    pub async fn build(
         config: &Config,
         store: Arc<dyn Store>,
         registry: &Registry,
-        resources: Arc<Resources>,
+        mut resources: Resources,
     ) -> Result<Self, EngineError> {
         let metrics = Arc::new(Metrics::new());
         let wake = Arc::new(Notify::new());
@@ -244,13 +256,23 @@ impl Parts {
                 permits: Arc::new(Semaphore::new(trigger.concurrency as usize)),
             });
         }
+        let mut s3_sources = Vec::new();
+        let mut s3_clients = S3Clients::default();
+        for (name, source) in &config.sources {
+            if let SourceConfig::S3(s3) = source {
+                let clients = AwsClients::new(s3).await;
+                s3_clients.insert(name, clients.s3.clone());
+                s3_sources.extend(S3Runtime::new(name.clone(), s3.clone(), clients));
+            }
+        }
+        resources.insert(s3_clients);
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
             triggers,
             config.dispatcher.clone(),
             wake.clone(),
             metrics.clone(),
-            resources,
+            Arc::new(resources),
         ));
         let http_sources = config
             .sources
@@ -277,8 +299,19 @@ impl Parts {
             metrics,
             http_sources,
             cron_sources,
+            s3_sources,
             router,
             wake,
         })
+    }
+
+    /// What a source task needs to commit on its own.
+    pub fn source_deps(&self) -> SourceDeps {
+        SourceDeps {
+            store: self.store.clone(),
+            router: self.router.clone(),
+            metrics: self.metrics.clone(),
+            wake: self.wake.clone(),
+        }
     }
 }

@@ -151,6 +151,8 @@ impl From<switchyard_core::envelope::DataError> for HandlerError {
 #[derive(Clone, Debug)]
 pub struct Context {
     pub(crate) trigger: Arc<str>,
+    /// The configured source of the delivery's event.
+    pub(crate) source: Arc<str>,
     pub(crate) delivery_id: i64,
     pub(crate) attempt: u32,
     pub(crate) deadline: Instant,
@@ -205,6 +207,42 @@ impl Context {
     /// A shared resource the engine was given with `Engine::resource`, by type.
     pub fn resource<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.resources.get::<T>()
+    }
+
+    /// An S3 client for the `s3` source this delivery's event came from, set up with
+    /// that source's region, endpoint and credentials (including the role it assumes),
+    /// so a handler can read or write the bucket's objects without configuring
+    /// anything. The client is shared and cheap to clone.
+    ///
+    /// Fails fatally when the event's source is not an `s3` source: retrying would not
+    /// change that.
+    ///
+    /// ```no_run
+    /// # use switchyard::{Context, Event, HandlerError};
+    /// #[derive(serde::Deserialize)]
+    /// struct Object {
+    ///     bucket: String,
+    ///     key: String,
+    /// }
+    ///
+    /// async fn log_size(ctx: Context, event: Event) -> Result<(), HandlerError> {
+    ///     let object: Object = event.data_as()?;
+    ///     let head = ctx.s3()?.head_object().bucket(object.bucket).key(object.key)
+    ///         .send().await.map_err(HandlerError::retryable)?;
+    ///     tracing::info!(size = ?head.content_length(), "object size");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn s3(&self) -> Result<aws_sdk_s3::Client, HandlerError> {
+        self.resources
+            .get::<crate::sources::s3::S3Clients>()
+            .and_then(|clients| clients.get(&self.source))
+            .ok_or_else(|| {
+                HandlerError::fatal(format!(
+                    "the event comes from source {:?}, which is not an s3 source",
+                    self.source
+                ))
+            })
     }
 }
 

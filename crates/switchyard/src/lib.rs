@@ -36,10 +36,13 @@ mod server;
 mod sources;
 pub mod testkit;
 
+/// The AWS S3 SDK that [`Context::s3`] returns clients of; use it from here so that
+/// your handlers build against the same version.
+pub use aws_sdk_s3;
 pub use engine::{Engine, EngineError, RunningEngine};
 pub use handler::{
     Context, ErrorKind, FnHandler, Handler, HandlerError, HandlerFuture, handler_fn,
     idempotency_key,
 };
 pub use switchyard_core::{Event, config};
-pub use switchyard_store::Store;
+pub use switchyard_store::{EventQuery, Store};

@@ -41,6 +41,7 @@ pub struct Metrics {
     registry: Registry,
     events_received: Family<SourceLabels, Counter>,
     requests_rejected: Family<RejectLabels, Counter>,
+    inputs_rejected: Family<SourceLabels, Counter>,
     attempts: Family<OutcomeLabels, Counter>,
     attempt_duration: Family<TriggerLabels, Histogram>,
     queue_depth: Family<TriggerLabels, Gauge>,
@@ -69,6 +70,12 @@ impl Metrics {
             "requests_rejected",
             "HTTP source requests answered with an error, per source and status",
             requests_rejected.clone(),
+        );
+        let inputs_rejected = Family::default();
+        registry.register(
+            "inputs_rejected",
+            "Inputs a source received but could not turn into events (kept in rejected_inputs), per source",
+            inputs_rejected.clone(),
         );
         let attempts = Family::default();
         registry.register(
@@ -119,6 +126,7 @@ impl Metrics {
             cron_lateness,
             events_received,
             requests_rejected,
+            inputs_rejected,
             attempts,
             attempt_duration,
             queue_depth,
@@ -140,6 +148,14 @@ impl Metrics {
             .get_or_create(&RejectLabels {
                 source: source.to_owned(),
                 status,
+            })
+            .inc();
+    }
+
+    pub fn input_rejected(&self, source: &str) {
+        self.inputs_rejected
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
             })
             .inc();
     }
@@ -203,6 +219,7 @@ mod tests {
         metrics.event_received("github");
         metrics.attempt_finished("audit", "succeeded", 0.02);
         metrics.cron_fired("nightly", 0.004);
+        metrics.input_rejected("uploads");
         let stats = QueueStats {
             depth: vec![("audit".into(), 3)],
             oldest_pending_secs: 1.5,
@@ -217,6 +234,7 @@ mod tests {
             "switchyard_dead_letters{trigger=\"audit\"} 2",
             "switchyard_oldest_pending_age_seconds 1.5",
             "switchyard_cron_lateness_seconds_bucket{le=\"0.005\",source=\"nightly\"} 1",
+            "switchyard_inputs_rejected_total{source=\"uploads\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -64,7 +64,7 @@ impl TestKit {
             .map_err(EngineError::from)?;
         let store = switchyard_store::open(&config.store).await?;
         store.migrate().await?;
-        let parts = Parts::build(&config, store, &engine.registry, Arc::new(engine.resources))?;
+        let parts = Parts::build(&config, store, &engine.registry, engine.resources).await?;
         Ok(Self { config, parts })
     }
 

@@ -1,9 +1,12 @@
-//! Two example handlers: a plain async function and a stateful struct.
+//! Example handlers: a plain async function, a stateful struct, and one that reads and
+//! writes S3 objects through the client of the `s3` source its events come from.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde::Deserialize;
+use switchyard::aws_sdk_s3::operation::get_object::GetObjectError;
+use switchyard::aws_sdk_s3::primitives::ByteStream;
 use switchyard::{Context, Event, Handler, HandlerError, HandlerFuture};
 
 /// The JSON a client posts to `/hooks/greet`.
@@ -84,4 +87,73 @@ impl Handler for OrderTotals {
     fn handle<'a>(&'a self, ctx: Context, event: Event) -> HandlerFuture<'a> {
         Box::pin(async move { self.add(&ctx, &event) })
     }
+}
+
+/// The fields of an `s3.object.created` event's `data` that [`make_derivative`] reads.
+#[derive(Debug, Deserialize)]
+pub struct S3Object {
+    pub bucket: String,
+    /// The decoded key.
+    pub key: String,
+    /// Set in versioned buckets: the derivative is made of exactly this version.
+    #[serde(default)]
+    pub version_id: Option<String>,
+}
+
+/// Where [`make_derivative`] writes, and what it leaves alone.
+pub const DERIVED_PREFIX: &str = "derived/";
+
+/// Makes a derivative of every new object, the way a thumbnailer would: reads the
+/// object through the S3 client of the source the event came from, and writes
+/// [`derive`] of its bytes under `derived/` with the same key.
+///
+/// Objects already under `derived/` are skipped, so the handler's own writes (which the
+/// bucket announces too) end there. An object deleted before it could be read is
+/// skipped as well; other S3 errors are retried.
+pub async fn make_derivative(ctx: Context, event: Event) -> Result<(), HandlerError> {
+    let object: S3Object = event.data_as()?;
+    if object.key.starts_with(DERIVED_PREFIX) {
+        return Ok(());
+    }
+    let s3 = ctx.s3()?;
+    let read = s3
+        .get_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .set_version_id(object.version_id.clone())
+        .send()
+        .await;
+    let original = match read {
+        Ok(original) => original,
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(GetObjectError::is_no_such_key) =>
+        {
+            tracing::info!(key = %object.key, "the object is gone; nothing to derive");
+            return Ok(());
+        }
+        Err(error) => return Err(HandlerError::retryable(error)),
+    };
+    let bytes = original
+        .body
+        .collect()
+        .await
+        .map_err(HandlerError::retryable)?
+        .into_bytes();
+    s3.put_object()
+        .bucket(&object.bucket)
+        .key(format!("{DERIVED_PREFIX}{}", object.key))
+        .body(ByteStream::from(derive(&bytes)))
+        .send()
+        .await
+        .map_err(HandlerError::retryable)?;
+    tracing::info!(key = %object.key, bytes = bytes.len(), "derivative written");
+    Ok(())
+}
+
+/// The derivative of an object's bytes: ASCII letters upper-cased, every other byte
+/// as it is. A stand-in for resizing an image.
+pub fn derive(bytes: &[u8]) -> Vec<u8> {
+    bytes.to_ascii_uppercase()
 }

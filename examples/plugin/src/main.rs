@@ -1,4 +1,4 @@
-//! A Switchyard binary with two Rust handlers. It has the whole `switchyard` CLI:
+//! A Switchyard binary with three Rust handlers. It has the whole `switchyard` CLI:
 //!
 //! ```text
 //! cargo run -p switchyard-example-plugin -- run --config examples/plugin/triggers.yaml
@@ -7,13 +7,14 @@
 use std::process::ExitCode;
 
 use switchyard::{Engine, handler_fn};
-use switchyard_example_plugin::{OrderTotals, greet};
+use switchyard_example_plugin::{OrderTotals, greet, make_derivative};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     Engine::from_cli()
         .handler("greet", handler_fn(greet))
         .handler("order_totals", OrderTotals::default())
+        .handler("make_derivative", handler_fn(make_derivative))
         .run()
         .await
 }

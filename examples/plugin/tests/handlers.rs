@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::json;
 use switchyard::testkit::TestKit;
 use switchyard::{Context, Engine, Event, Handler, HandlerFuture, handler_fn};
-use switchyard_example_plugin::{OrderTotals, greet};
+use switchyard_example_plugin::{OrderTotals, greet, make_derivative};
 
 const CONFIG: &str = include_str!("../triggers.yaml");
 
@@ -23,7 +23,8 @@ async fn greet_succeeds_and_rejects_bad_input_fatally() {
     let totals = Arc::new(OrderTotals::default());
     let engine = Engine::from_cli()
         .handler("greet", handler_fn(greet))
-        .handler("order_totals", Shared(totals));
+        .handler("order_totals", Shared(totals))
+        .handler("make_derivative", handler_fn(make_derivative));
     let kit = TestKit::new(engine, CONFIG).await.unwrap();
 
     kit.send("greetings", json!({"body": {"name": "Ada"}}))
@@ -53,7 +54,8 @@ async fn order_totals_add_up_per_customer() {
     let totals = Arc::new(OrderTotals::default());
     let engine = Engine::from_cli()
         .handler("greet", handler_fn(greet))
-        .handler("order_totals", Shared(totals.clone()));
+        .handler("order_totals", Shared(totals.clone()))
+        .handler("make_derivative", handler_fn(make_derivative));
     let kit = TestKit::new(engine, CONFIG).await.unwrap();
     for (customer, cents) in [("c1", 250), ("c2", 100), ("c1", 50)] {
         kit.send(

@@ -11,6 +11,7 @@
 
 mod handler;
 mod interpolate;
+mod s3;
 mod secret;
 mod source;
 
@@ -24,6 +25,7 @@ use serde_norway::Value;
 
 pub use handler::{BuiltinHandler, CommandHandler, HandlerSpec, LogHandler, WebhookHandler};
 pub use interpolate::{Environment, PlaceholderEnv, ProcessEnv, interpolate};
+pub use s3::{ObjectChange, S3EventFilter, S3Mode, S3Polling, S3Source};
 pub use secret::Secret;
 pub use source::{
     ByteSize, CronSource, HmacAlgorithm, HmacVerify, HttpSource, SignatureEncoding, SourceConfig,
@@ -359,6 +361,7 @@ impl Config {
                         err(format!("{at}.cron.{field}"), e.to_string());
                     }
                 }
+                SourceConfig::S3(s3) => s3.check(&format!("{at}.s3"), &mut err),
                 other => err(
                     format!("{at}.{}", other.kind()),
                     format!("source kind {:?} is not supported yet", other.kind()),

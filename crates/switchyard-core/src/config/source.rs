@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::Secret;
+use super::{S3Source, Secret};
 use crate::HumanDuration;
 use crate::schedule::CatchUp;
 
@@ -12,8 +12,9 @@ use crate::schedule::CatchUp;
 pub enum SourceConfig {
     /// Webhooks and plain HTTP requests on a path of the shared listener.
     Http(HttpSource),
-    /// S3 object notifications; not built yet.
-    S3(serde_json::Value),
+    /// Objects created in or removed from an S3 bucket, from its event notifications
+    /// through SQS, or by listing the bucket.
+    S3(S3Source),
     /// Postgres row changes by logical replication; not built yet.
     Postgres(serde_json::Value),
     /// A cron schedule: fires `cron.tick` events, exactly once per scheduled time.

@@ -99,7 +99,7 @@ triggers:
 sources:
   hooks: { http: { path: /a } }
   again: { http: { path: /a } }
-  bucket: { s3: { bucket: images } }
+  orders: { postgres: { url: "postgres://db/app" } }
   health: { http: { path: /healthz } }
   std: { http: { path: /std, verify: { standard_webhooks: { secret: "whsec_not base64!" } } } }
   nightly: { cron: { schedule: "0 61 2 * * *", timezone: Europe/Berlin } }
@@ -112,15 +112,101 @@ triggers:
     let found = errors(text);
     let expected = [
         "sources.hooks.http.path: \"/a\" is already used by source \"again\"",
-        "sources.bucket.s3: source kind \"s3\" is not supported yet",
+        "sources.orders.postgres: source kind \"postgres\" is not supported yet",
         "sources.health.http.path: \"/healthz\" is reserved for Switchyard itself",
         "sources.std.http.verify.standard_webhooks.secret: is not whsec_ followed by a base64 key",
         "sources.nightly.cron.schedule: \"0 61 2 * * *\" is not a cron expression",
         "sources.hourly.cron.timezone: \"Mars/Olympus\" is not an IANA time zone",
-        "triggers.t1.source: unknown source \"nowhere\" (defined: again, bucket, health, hooks, hourly, nightly, std)",
+        "triggers.t1.source: unknown source \"nowhere\" (defined: again, health, hooks, hourly, nightly, orders, std)",
         "triggers.t2.handler: unknown handler \"resize_imagez\"",
         "triggers.t3.retry.max_attempts: must be at least 1",
         "triggers.t3.retry.initial: 1h is longer than retry.max (1m)",
+    ];
+    for want in expected {
+        assert!(
+            found.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+}
+
+#[test]
+fn s3_sources_load_and_every_s3_problem_is_reported() {
+    let text = r#"
+sources:
+  uploads:
+    s3:
+      bucket: images
+      queue_url: https://sqs.eu-central-1.amazonaws.com/123456789012/uploads
+      events: [created, "s3:ObjectRemoved:*"]
+      suffix: .jpg
+      region: eu-central-1
+      access_key_id: AKIDEXAMPLE
+      secret_access_key: "${SECRET}"
+      role_arn: arn:aws:iam::123456789012:role/uploads
+  listing:
+    s3: { bucket: images, endpoint: "http://127.0.0.1:9000", mode: { polling: { interval: 10s } } }
+triggers:
+  thumbnail: { source: uploads, handler: resize_image }
+"#;
+    let config = Config::load(text, &env, &registered).unwrap();
+    let SourceConfig::S3(uploads) = &config.sources["uploads"] else {
+        panic!("s3 source")
+    };
+    assert_eq!(uploads.mode, S3Mode::Notifications);
+    assert_eq!(uploads.visibility_timeout, HumanDuration::from_secs(60));
+    assert_eq!(
+        uploads.events,
+        [
+            S3EventFilter::Created,
+            S3EventFilter::Name("ObjectRemoved:*".into())
+        ]
+    );
+    assert_eq!(
+        uploads.secret_access_key.as_ref().unwrap().expose(),
+        "s3cr3t"
+    );
+    assert!(!format!("{config:?}").contains("s3cr3t"));
+    let SourceConfig::S3(listing) = &config.sources["listing"] else {
+        panic!("s3 source")
+    };
+    assert_eq!(
+        listing.mode,
+        S3Mode::Polling(S3Polling {
+            interval: HumanDuration::from_secs(10)
+        })
+    );
+
+    let found = errors(
+        "sources: { d: { s3: { bucket: d, events: [creatd] } }, e: { s3: { bucket: e, queue: x } } }",
+    );
+    assert_eq!(
+        found,
+        [
+            "sources.d.s3.events[0]: \"creatd\" is not an S3 event (use created, removed, or a name such as s3:ObjectCreated:Put)",
+            "sources.e.s3.queue: unknown field `queue`, expected one of `bucket`, `mode`, `queue_url`, `visibility_timeout`, `events`, `prefix`, `suffix`, `region`, `endpoint`, `access_key_id`, `secret_access_key`, `role_arn`",
+        ],
+    );
+    let found = errors(
+        r#"
+sources:
+  a: { s3: { bucket: "", region: "", visibility_timeout: 13h, endpoint: "ftp://x", access_key_id: k } }
+  b: { s3: { bucket: b, queue_url: "https://q", mode: { polling: { interval: 10ms } }, role_arn: admin } }
+  c: { s3: { bucket: c, queue_url: "sqs://q" } }
+"#,
+    );
+    let expected = [
+        "sources.a.s3.bucket: is empty",
+        "sources.a.s3.region: is empty",
+        "sources.a.s3.queue_url: is required in notifications mode",
+        "sources.a.s3.visibility_timeout: 13h is out of range (1s to 12h)",
+        "sources.a.s3.endpoint: \"ftp://x\" is not an http:// or https:// URL",
+        "sources.a.s3.secret_access_key: is required with access_key_id",
+        "sources.b.s3.queue_url: is not used in polling mode; remove it",
+        "sources.b.s3.mode.polling.interval: 10ms is too short (at least 100ms)",
+        "sources.b.s3.role_arn: \"admin\" is not a role ARN",
+        "sources.c.s3.queue_url: \"sqs://q\" is not an SQS queue URL",
     ];
     for want in expected {
         assert!(

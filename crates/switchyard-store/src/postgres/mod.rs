@@ -28,8 +28,8 @@ use crate::migrations;
 use crate::rows::{self, LEASE_EXPIRED};
 use crate::{
     Appended, Claimed, DeadLetter, DeadQuery, DeliveryDetail, DeliveryStatus, EventDetail,
-    EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats, Result, Store,
-    StoreError,
+    EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats, RejectedInput,
+    Result, Store, StoreError,
 };
 
 /// The store on a Postgres database, in its `switchyard` schema.
@@ -464,6 +464,67 @@ impl Store for PostgresStore {
             .bind(rows::limit(limit))
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn source_position(&self, source: &str) -> Result<Option<serde_json::Value>> {
+        Ok(sqlx::query_scalar(sql::SOURCE_POSITION)
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn append_with_position(
+        &self,
+        source: &str,
+        batch: &[NewEvent],
+        position: &serde_json::Value,
+    ) -> Result<Vec<Appended>> {
+        let mut tx = self.pool.begin().await?;
+        let results = append_in(&mut tx, batch).await?;
+        sqlx::query(sql::SAVE_POSITION)
+            .bind(source)
+            .bind(position)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn reject_input(
+        &self,
+        source: &str,
+        input_id: &str,
+        reason: &str,
+        body: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(sql::REJECT_INPUT)
+            .bind(source)
+            .bind(input_id)
+            .bind(reason)
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_rejected(&self, source: Option<&str>, limit: u32) -> Result<Vec<RejectedInput>> {
+        sqlx::query(sql::LIST_REJECTED)
+            .bind(source)
+            .bind(rows::limit(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(RejectedInput {
+                    id: row.try_get("id")?,
+                    source_name: row.try_get("source_name")?,
+                    input_id: row.try_get("input_id")?,
+                    reason: row.try_get("reason")?,
+                    body: row.try_get("body")?,
+                    received_at: row.try_get("received_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn list_dead(&self, query: &DeadQuery) -> Result<Vec<DeadLetter>> {

@@ -302,3 +302,27 @@ pub(super) const INSERT_SKIPPED: &str = "
 pub(super) const LIST_SKIPPED: &str = "
     SELECT scheduled_time FROM switchyard.skipped_fires WHERE source_name = $1
     ORDER BY scheduled_time DESC LIMIT $2";
+
+pub(super) const SOURCE_POSITION: &str =
+    "SELECT position FROM switchyard.source_positions WHERE source_name = $1";
+
+/// `$1` source, `$2` position.
+pub(super) const SAVE_POSITION: &str = "
+    INSERT INTO switchyard.source_positions (source_name, position) VALUES ($1, $2)
+    ON CONFLICT (source_name) DO UPDATE
+    SET position = excluded.position, updated_at = now()";
+
+/// `$1` source, `$2` input id, `$3` reason, `$4` body. An input already recorded is not
+/// recorded again.
+pub(super) const REJECT_INPUT: &str = "
+    INSERT INTO switchyard.rejected_inputs (source_name, input_id, reason, body)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT DO NOTHING";
+
+/// `$1` source or null, `$2` limit or null.
+pub(super) const LIST_REJECTED: &str = "
+    SELECT id, source_name, input_id, reason, body, received_at
+    FROM switchyard.rejected_inputs
+    WHERE $1::text IS NULL OR source_name = $1
+    ORDER BY id DESC
+    LIMIT $2";

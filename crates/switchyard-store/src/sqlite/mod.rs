@@ -35,7 +35,7 @@ use crate::rows::{self, LEASE_EXPIRED};
 use crate::{
     Appended, AttemptOutcome, Claimed, DeadLetter, DeadQuery, DeliveryDetail, DeliveryStatus,
     EventDetail, EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats,
-    Result, Store, StoreError,
+    RejectedInput, Result, Store, StoreError,
 };
 
 /// The store in a SQLite database file (or in memory, for tests and trials).
@@ -493,6 +493,76 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         times.iter().map(|t| parse_timestamp(t)).collect()
+    }
+
+    async fn source_position(&self, source: &str) -> Result<Option<serde_json::Value>> {
+        let position: Option<String> = sqlx::query_scalar(sql::SOURCE_POSITION)
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await?;
+        position
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|error| {
+                    StoreError::Invalid(format!("the position of {source:?} is not JSON: {error}"))
+                })
+            })
+            .transpose()
+    }
+
+    async fn append_with_position(
+        &self,
+        source: &str,
+        batch: &[NewEvent],
+        position: &serde_json::Value,
+    ) -> Result<Vec<Appended>> {
+        let mut tx = self.write().await?;
+        let results = append_in(&mut tx, batch).await?;
+        sqlx::query(sql::SAVE_POSITION)
+            .bind(source)
+            .bind(position.to_string())
+            .bind(timestamp(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn reject_input(
+        &self,
+        source: &str,
+        input_id: &str,
+        reason: &str,
+        body: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(sql::REJECT_INPUT)
+            .bind(source)
+            .bind(input_id)
+            .bind(reason)
+            .bind(body)
+            .bind(timestamp(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_rejected(&self, source: Option<&str>, limit: u32) -> Result<Vec<RejectedInput>> {
+        sqlx::query(sql::LIST_REJECTED)
+            .bind(source)
+            .bind(rows::limit(limit).unwrap_or(-1))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(RejectedInput {
+                    id: row.try_get("id")?,
+                    source_name: row.try_get("source_name")?,
+                    input_id: row.try_get("input_id")?,
+                    reason: row.try_get("reason")?,
+                    body: row.try_get("body")?,
+                    received_at: timestamp_at(row, "received_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn list_dead(&self, query: &DeadQuery) -> Result<Vec<DeadLetter>> {

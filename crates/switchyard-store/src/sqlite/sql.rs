@@ -243,3 +243,26 @@ pub(super) const INSERT_SKIPPED: &str = "
 pub(super) const LIST_SKIPPED: &str = "
     SELECT scheduled_time FROM skipped_fires WHERE source_name = ?1
     ORDER BY scheduled_time DESC LIMIT ?2";
+
+pub(super) const SOURCE_POSITION: &str =
+    "SELECT position FROM source_positions WHERE source_name = ?1";
+
+/// `?1` source, `?2` position (JSON), `?3` now.
+pub(super) const SAVE_POSITION: &str = "
+    INSERT INTO source_positions (source_name, position, updated_at) VALUES (?1, ?2, ?3)
+    ON CONFLICT (source_name) DO UPDATE
+    SET position = excluded.position, updated_at = excluded.updated_at";
+
+/// `?1` source, `?2` input id, `?3` reason, `?4` body, `?5` now. An input already
+/// recorded is not recorded again.
+pub(super) const REJECT_INPUT: &str = "
+    INSERT INTO rejected_inputs (source_name, input_id, reason, body, received_at)
+    VALUES (?1, ?2, ?3, ?4, ?5)
+    ON CONFLICT DO NOTHING";
+
+/// `?1` source or null, `?2` limit (-1: none).
+pub(super) const LIST_REJECTED: &str = "
+    SELECT id, source_name, input_id, reason, body, received_at FROM rejected_inputs
+    WHERE ?1 IS NULL OR source_name = ?1
+    ORDER BY id DESC
+    LIMIT ?2";

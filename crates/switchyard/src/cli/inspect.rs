@@ -1,4 +1,5 @@
-//! The commands that look into the store: `events`, `event`, `dlq` and `replay`.
+//! The commands that look into the store: `events`, `event`, `dlq`, `replay` and
+//! `rejected`.
 
 use std::time::Duration;
 
@@ -443,5 +444,45 @@ pub async fn replay(store: &dyn Store, router: &Router, args: ReplayArgs) -> Cli
     .await?;
     eprintln!();
     println!("replayed {events} event(s) as {deliveries} new deliveries");
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct RejectedArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only inputs this source rejected.
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Full bodies, as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `switchyard rejected`: inputs sources could not turn into events, newest first.
+pub async fn rejected(store: &dyn Store, args: RejectedArgs) -> CliResult {
+    let rejected = store
+        .list_rejected(args.source.as_deref(), args.limit)
+        .await?;
+    if args.json {
+        output::print_json(&rejected);
+    } else if rejected.is_empty() {
+        println!("no rejected inputs");
+    } else {
+        let mut table = output::table(&["id", "source", "received", "input", "reason", "body"]);
+        for input in &rejected {
+            table.add_row([
+                input.id.to_string(),
+                input.source_name.clone(),
+                time(input.received_at),
+                input.input_id.clone(),
+                clip(&input.reason, 60),
+                clip(&input.body, 40),
+            ]);
+        }
+        println!("{table}");
+    }
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! The command line: `run`, `validate`, `migrate`, `events`, `event`, `dlq`, `replay`
-//! and `send`. Every command prints tables by default and JSON with `--json`; errors
-//! are one line on stderr and a non-zero exit.
+//! The command line: `run`, `validate`, `migrate`, `events`, `event`, `dlq`, `replay`,
+//! `send`, `schedules` and `rejected`. Every command prints tables by default and JSON
+//! with `--json`; errors are one line on stderr and a non-zero exit.
 
 mod inspect;
 mod output;
@@ -65,6 +65,9 @@ enum Command {
     Send(SendArgs),
     /// Cron sources: next fires, last fires with their lateness, skipped fires.
     Schedules(schedules::SchedulesArgs),
+    /// Inputs sources received but could not turn into events (quarantined S3
+    /// notifications), newest first.
+    Rejected(inspect::RejectedArgs),
 }
 
 #[derive(Args, Debug)]
@@ -172,6 +175,10 @@ async fn execute(engine: Engine, command: Command) -> CliResult {
         Command::Schedules(args) => {
             let config = load(&engine, &args.config)?;
             schedules::schedules(&config, &*open_store(&config).await?, args).await
+        }
+        Command::Rejected(args) => {
+            let config = load(&engine, &args.config)?;
+            inspect::rejected(&*open_store(&config).await?, args).await
         }
     }
 }

@@ -312,6 +312,7 @@ impl Dispatcher {
         let deadline = started + trigger.timeout;
         let ctx = Context {
             trigger: trigger.name.clone(),
+            source: Arc::from(claimed.event.source_name.as_str()),
             delivery_id: claimed.lease.delivery_id,
             attempt: claimed.attempt,
             deadline,

@@ -80,6 +80,7 @@ pub enum BuildError {
 pub(crate) fn test_context(trigger: &str) -> crate::Context {
     crate::Context {
         trigger: Arc::from(trigger),
+        source: Arc::from("test"),
         delivery_id: 1,
         attempt: 1,
         deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(60),

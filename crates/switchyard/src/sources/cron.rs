@@ -8,7 +8,6 @@
 //! skipped) commits in the same transaction, and is where catch-up starts after a
 //! restart.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -16,12 +15,10 @@ use serde_json::json;
 use switchyard_core::Event;
 use switchyard_core::config::CronSource;
 use switchyard_core::schedule::{Schedule, plan_catch_up};
-use switchyard_store::{Appended, NewEvent, Store, StoreError};
-use tokio::sync::Notify;
+use switchyard_store::Appended;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
-use crate::router::Router;
+use super::{SourceDeps, retry};
 
 /// Fires within this long after their time are on time, not missed: they are fired
 /// by the running loop rather than by the start-up catch-up.
@@ -36,14 +33,6 @@ pub struct CronRuntime {
     pub name: String,
     pub config: CronSource,
     pub schedule: Schedule,
-}
-
-/// What a cron source needs from the engine.
-pub struct CronDeps {
-    pub store: Arc<dyn Store>,
-    pub router: Arc<Router>,
-    pub metrics: Arc<Metrics>,
-    pub wake: Arc<Notify>,
 }
 
 impl CronRuntime {
@@ -82,8 +71,8 @@ impl CronRuntime {
 
     /// Runs until `shutdown`: first the catch-up of fires missed while no process ran,
     /// then each fire at its time.
-    pub async fn run(self, deps: CronDeps, shutdown: CancellationToken) {
-        let Some(position) = retry(&shutdown, "read the schedule position", || {
+    pub async fn run(self, deps: SourceDeps, shutdown: CancellationToken) {
+        let Some(position) = retry(&shutdown, &self.name, "read the schedule position", || {
             deps.store.schedule_position(&self.name)
         })
         .await
@@ -129,7 +118,7 @@ impl CronRuntime {
 
     async fn catch_up(
         &self,
-        deps: &CronDeps,
+        deps: &SourceDeps,
         position: DateTime<Utc>,
         until: DateTime<Utc>,
         shutdown: &CancellationToken,
@@ -155,7 +144,7 @@ impl CronRuntime {
         if plan.fire.is_empty() {
             let last = *missed.last().expect("not empty");
             let record = || deps.store.record_fire(&self.name, None, &plan.skip, last);
-            retry(shutdown, "record skipped fires", record).await;
+            retry(shutdown, &self.name, "record skipped fires", record).await;
             return;
         }
         // Skips older than the first fire commit with it; the rest with later fires.
@@ -181,7 +170,7 @@ impl CronRuntime {
             .filter(|t| t > plan.fire.last().expect("not empty"))
             .collect();
         if let Some(last) = trailing.last().copied() {
-            retry(shutdown, "record skipped fires", || {
+            retry(shutdown, &self.name, "record skipped fires", || {
                 deps.store.record_fire(&self.name, None, &trailing, last)
             })
             .await;
@@ -192,16 +181,15 @@ impl CronRuntime {
     /// shutdown interrupted the retries.
     async fn fire(
         &self,
-        deps: &CronDeps,
+        deps: &SourceDeps,
         scheduled: DateTime<Utc>,
         skipped: &[DateTime<Utc>],
         shutdown: &CancellationToken,
     ) -> Option<Appended> {
         let fired_at = Utc::now();
         let event = self.tick(scheduled, fired_at);
-        let deliveries = deps.router.route(&event);
-        let new = NewEvent { event, deliveries };
-        let appended = retry(shutdown, "commit a cron fire", || {
+        let new = deps.route(event);
+        let appended = retry(shutdown, &self.name, "commit a cron fire", || {
             deps.store
                 .record_fire(&self.name, Some(&new), skipped, scheduled)
         })
@@ -225,28 +213,6 @@ pub fn dedupe_key(scheduled: DateTime<Utc>) -> String {
         "cron:{}",
         scheduled.to_rfc3339_opts(SecondsFormat::Millis, true)
     )
-}
-
-/// Retries a store call with backoff until it succeeds; `None` on shutdown.
-async fn retry<T, F, Fut>(shutdown: &CancellationToken, what: &str, mut call: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match call().await {
-            Ok(value) => return Some(value),
-            Err(error) => {
-                tracing::warn!(%error, retry_in = ?pause, "cron: could not {what}");
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = shutdown.cancelled() => return None,
-                }
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

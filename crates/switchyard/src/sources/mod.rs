@@ -1,14 +1,85 @@
 //! Sources: adapters that turn the outside world into events.
 //!
 //! One module per kind. A source builds [`switchyard_core::Event`]s with a natural
-//! dedupe key and hands them to [`crate::ingest::Ingest`], acknowledging upstream only
-//! after `submit` returns.
+//! dedupe key and commits them (through [`crate::ingest::Ingest`], or straight to the
+//! store with [`SourceDeps`] when it commits state alongside), acknowledging upstream
+//! only once they are committed.
 
 pub mod cron;
 pub mod http;
+pub mod s3;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use switchyard_core::Event;
 use switchyard_core::config::{Config, SourceConfig};
+use switchyard_store::{Appended, NewEvent, Store, StoreError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::router::Router;
+
+/// What a source task that commits to the store itself needs from the engine.
+pub struct SourceDeps {
+    pub store: Arc<dyn Store>,
+    pub router: Arc<Router>,
+    pub metrics: Arc<Metrics>,
+    /// Notified when new deliveries were committed, so the local dispatcher starts.
+    pub wake: Arc<Notify>,
+}
+
+impl SourceDeps {
+    /// `event` with the deliveries routing gives it.
+    pub fn route(&self, event: Event) -> NewEvent {
+        let deliveries = self.router.route(&event);
+        NewEvent { event, deliveries }
+    }
+
+    /// Counts the events of `batch` that were created (not duplicates) and wakes the
+    /// dispatcher if they brought deliveries. `results` is what the store returned.
+    pub fn committed(&self, source: &str, batch: &[NewEvent], results: &[Appended]) {
+        let mut wake = false;
+        for (new, appended) in batch.iter().zip(results) {
+            if let Appended::Created(_) = appended {
+                self.metrics.event_received(source);
+                wake |= !new.deliveries.is_empty();
+            }
+        }
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Retries a store call with backoff (100 ms doubling to 5 s) until it succeeds;
+/// `None` once `shutdown` fires. `what` completes "could not ..." in the log.
+pub async fn retry<T, F, Fut>(
+    shutdown: &CancellationToken,
+    source: &str,
+    what: &str,
+    mut call: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                tracing::warn!(%source, %error, retry_in = ?pause, "could not {what}");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.cancelled() => return None,
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
 
 /// An event as `source` would label it, for `switchyard send` and the test kit: its
 /// CloudEvents `source` and default `type` follow the source's kind, and `data` is
@@ -29,6 +100,12 @@ pub fn synthetic_event(
     };
     let (ce_source, default_type) = match kind {
         SourceConfig::Http(http) => (http.path.clone(), http.ty.clone()),
+        SourceConfig::S3(s3) => (
+            format!("s3://{}", s3.bucket),
+            switchyard_core::config::ObjectChange::Created
+                .event_type()
+                .to_owned(),
+        ),
         other => (
             format!("{}://{source}", other.kind()),
             format!("{}.event", other.kind()),
