@@ -33,6 +33,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         "source state",
         include_str!("../../../migrations/postgres/0003_source_state.sql"),
     ),
+    (
+        4,
+        "claim order index",
+        include_str!("../../../migrations/postgres/0004_claim_order_index.sql"),
+    ),
 ]);
 
 pub(crate) const SQLITE: Embedded = Embedded(&[
@@ -50,6 +55,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         3,
         "source state",
         include_str!("../../../migrations/sqlite/0003_source_state.sql"),
+    ),
+    (
+        4,
+        "claim order index",
+        include_str!("../../../migrations/sqlite/0004_claim_order_index.sql"),
     ),
 ]);
 

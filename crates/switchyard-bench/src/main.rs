@@ -1,0 +1,224 @@
+//! `switchyard-bench`: Switchyard's benchmark harness.
+//!
+//! Runs the engine in this process against a store (`--store postgres://ADMIN_URL` or
+//! `--store sqlite://[DIR]`), one fresh database or file per workload run, removed
+//! afterwards, and prints a Markdown table per workload and a summary against the
+//! targets. Workloads: `floor`, `ingest`, `drain` (with `--peer graphile`), `latency`,
+//! `fanout`, `steady`, or `all`. See `docs/benchmarks.md` for what each measures.
+//!
+//! ```sh
+//! cargo run --release -p switchyard-bench -- all --store postgres://postgres@127.0.0.1:5432/postgres
+//! ```
+//!
+//! Every figure includes the load generator: it shares this process, and this
+//! machine's cores, with the engine. The "CPU s/1k" column is this process (engine and
+//! client together, from getrusage); "PG CPU" is every `postgres` process on the
+//! machine; transactions are the bench database's `xact_commit + xact_rollback`, less
+//! the harness's own queries; WAL is the server's WAL position delta.
+
+mod backend;
+mod drain;
+mod fanout;
+mod floor;
+mod harness;
+mod ingest;
+mod latency;
+mod report;
+mod stats;
+mod steady;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use switchyard_core::HumanDuration;
+
+use crate::backend::{Backend, redact};
+use crate::report::Summary;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    Floor,
+    Ingest,
+    Drain,
+    Latency,
+    Fanout,
+    Steady,
+    /// floor, ingest, drain (with the graphile peer on Postgres), latency, fanout, steady.
+    All,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Peer {
+    /// graphile-worker 0.17.3, through its `drain.sh` (needs node, npm and psql).
+    Graphile,
+    None,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "switchyard-bench",
+    version,
+    about = "Benchmarks Switchyard in-process against SQLite or Postgres"
+)]
+struct Cli {
+    /// Workloads to run, in order.
+    #[arg(required = true, value_enum)]
+    workloads: Vec<Workload>,
+    /// A Postgres URL whose user may CREATE DATABASE (a fresh `sy_bench_*` database is
+    /// made per run and dropped after), or `sqlite://` / `sqlite://DIR` (fresh files in
+    /// DIR or the temporary directory).
+    #[arg(long, env = "SWITCHYARD_BENCH_STORE")]
+    store: String,
+    #[command(flatten)]
+    args: Args,
+    /// Sample pg_stat_activity every 20 ms during each measured phase and print which
+    /// statements the bench database's sessions were running (Postgres; adds a little load).
+    #[arg(long)]
+    pg_activity: bool,
+    /// Log the engine's own messages at this level (e.g. `warn`); off by default.
+    #[arg(long)]
+    log: Option<String>,
+}
+
+/// Settings shared by the workloads.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// How long the fixed-duration workloads (floor, ingest, fanout, each steady rate) load.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Events seeded for `drain` (and for the graphile peer).
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    /// Samples for `latency`.
+    #[arg(long, default_value_t = 1000)]
+    pub samples: u32,
+    /// Rates (events/s) `steady` tries, ascending; it stops at the first that fails.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000,5000,10000")]
+    pub rates: Vec<u32>,
+    /// Trigger counts for `fanout`.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub fanouts: Vec<u32>,
+    /// Deliveries each `fanout` run makes (events = this / fan-out).
+    #[arg(long, default_value_t = 20_000)]
+    pub fanout_deliveries: u64,
+    /// Concurrent keep-alive HTTP connections for `ingest` and `fanout`.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Concurrent database connections for `floor`.
+    #[arg(long, default_value_t = 8)]
+    pub floor_connections: u32,
+    /// A peer to run `drain` against (`all` picks graphile on Postgres unless `none`).
+    #[arg(long, value_enum)]
+    pub peer: Option<Peer>,
+    /// Where the peer's scripts are.
+    #[arg(long, default_value_os_t = default_peer_dir())]
+    pub peer_dir: PathBuf,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse::<HumanDuration>()
+        .map(HumanDuration::get)
+        .map_err(|e| e.to_string())
+}
+
+/// `../shared/peers/graphile`, relative to the workspace root.
+fn default_peer_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/graphile")
+}
+
+/// What every workload gets.
+pub struct Ctx {
+    pub backend: Backend,
+    pub args: Args,
+}
+
+const ALL: [Workload; 6] = [
+    Workload::Floor,
+    Workload::Ingest,
+    Workload::Drain,
+    Workload::Latency,
+    Workload::Fanout,
+    Workload::Steady,
+];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(level) = &cli.log {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let mut backend = match Backend::connect(&cli.store).await {
+        Ok(backend) => backend,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    backend.sample_activity = cli.pg_activity;
+    let mut args = cli.args;
+    let mut workloads = Vec::new();
+    for workload in cli.workloads {
+        if workload == Workload::All {
+            workloads.extend(ALL);
+            if args.peer.is_none() && backend.is_postgres() {
+                args.peer = Some(Peer::Graphile);
+            }
+        } else if !workloads.contains(&workload) {
+            workloads.push(workload);
+        }
+    }
+    println!(
+        "# switchyard-bench on {} ({}), {} cores, duration {:?}, drain events {}",
+        backend.label(),
+        redact(&cli.store),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.duration,
+        args.events
+    );
+    let ctx = Ctx { backend, args };
+    let mut summary = Summary {
+        backend: ctx.backend.label(),
+        ..Summary::default()
+    };
+    let mut failed = false;
+    for workload in workloads {
+        let result = match workload {
+            Workload::Floor => floor::run(&ctx, &mut summary).await,
+            Workload::Ingest => ingest::run(&ctx, &mut summary).await,
+            Workload::Drain => drain::run(&ctx, &mut summary).await,
+            Workload::Latency => latency::run(&ctx, &mut summary).await,
+            Workload::Fanout => fanout::run(&ctx, &mut summary).await,
+            Workload::Steady => steady::run(&ctx, &mut summary).await,
+            Workload::All => Ok(()),
+        };
+        if let Err(error) = result {
+            eprintln!("error: {workload:?}: {error:#}");
+            println!("\n### {workload:?}: FAILED: {error:#}");
+            failed = true;
+        }
+    }
+    summary.print();
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
