@@ -15,7 +15,7 @@ mod s3;
 mod secret;
 mod source;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -168,6 +168,13 @@ pub struct Ordering {
     pub key: FieldPath,
 }
 
+/// What [`Config::parse_partial`] could read.
+struct Partial {
+    config: Config,
+    errors: Vec<ConfigError>,
+    unparsed_sources: BTreeSet<String>,
+}
+
 /// One problem in the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -229,6 +236,18 @@ impl Config {
     /// Parses YAML text, interpolating variables from `env`. Collects every problem
     /// it can find rather than stopping at the first.
     pub fn parse(text: &str, env: &dyn Environment) -> Result<Self, ConfigErrors> {
+        let partial = Self::parse_partial(text, env)?;
+        if partial.errors.is_empty() {
+            Ok(partial.config)
+        } else {
+            Err(ConfigErrors(partial.errors))
+        }
+    }
+
+    /// Parses what it can: the entries that deserialize, the errors of those that do
+    /// not, and the names of sources that failed (so that `load` does not also call
+    /// them unknown). Fails outright only when the text is not a YAML map.
+    fn parse_partial(text: &str, env: &dyn Environment) -> Result<Partial, ConfigErrors> {
         let mut root: Value = serde_norway::from_str(text).map_err(|e| {
             ConfigErrors(vec![ConfigError::new("", format!("not valid YAML: {e}"))])
         })?;
@@ -245,6 +264,7 @@ impl Config {
             return Err(ConfigErrors(errors));
         };
 
+        let mut unparsed_sources = BTreeSet::new();
         let mut config = Config {
             store: DEFAULT_STORE.to_owned(),
             queue: QueueConfig::default(),
@@ -266,25 +286,42 @@ impl Config {
                 "queue" => set(&mut config.queue, section(&key, value, &mut errors)),
                 "http" => set(&mut config.http, section(&key, value, &mut errors)),
                 "dispatcher" => set(&mut config.dispatcher, section(&key, value, &mut errors)),
-                "sources" => config.sources = entries(&key, value, &mut errors),
-                "triggers" => config.triggers = entries(&key, value, &mut errors),
+                "sources" => {
+                    (config.sources, unparsed_sources) = entries(&key, value, &mut errors);
+                }
+                "triggers" => config.triggers = entries(&key, value, &mut errors).0,
                 other => errors.push(ConfigError::new(
                     other,
                     "unknown field, expected one of store, queue, http, dispatcher, sources, triggers",
                 )),
             }
         }
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        Ok(Partial {
+            config,
+            errors,
+            unparsed_sources,
+        })
     }
 
     /// Checks what the types alone cannot: references between sections, unsupported
     /// kinds, duplicate paths and value ranges. `is_registered` says whether a handler
     /// name was registered in Rust.
     pub fn validate(&self, is_registered: &dyn Fn(&str) -> bool) -> Result<(), ConfigErrors> {
+        let errors = self.check(is_registered, &BTreeSet::new());
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The checks of [`validate`](Self::validate). Triggers may name a source in
+    /// `unparsed_sources`: it exists, and its own error is reported already.
+    fn check(
+        &self,
+        is_registered: &dyn Fn(&str) -> bool,
+        unparsed_sources: &BTreeSet<String>,
+    ) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         let mut err = |path: String, message: String| errors.push(ConfigError::new(path, message));
 
@@ -372,7 +409,9 @@ impl Config {
         for (name, trigger) in &self.triggers {
             let at = format!("triggers.{name}");
             check_name(&at, name, &mut err);
-            if !self.sources.contains_key(&trigger.source) {
+            if !self.sources.contains_key(&trigger.source)
+                && !unparsed_sources.contains(&trigger.source)
+            {
                 let known: Vec<&str> = self.sources.keys().map(String::as_str).collect();
                 err(
                     format!("{at}.source"),
@@ -419,11 +458,7 @@ impl Config {
                 err(format!("{at}.timeout"), "must be longer than 0s".into());
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        errors
     }
 
     /// Parses and validates in one step.
@@ -432,9 +467,17 @@ impl Config {
         env: &dyn Environment,
         is_registered: &dyn Fn(&str) -> bool,
     ) -> Result<Self, ConfigErrors> {
-        let config = Self::parse(text, env)?;
-        config.validate(is_registered)?;
-        Ok(config)
+        let Partial {
+            config,
+            mut errors,
+            unparsed_sources,
+        } = Self::parse_partial(text, env)?;
+        errors.extend(config.check(is_registered, &unparsed_sources));
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 }
 
@@ -510,12 +553,14 @@ fn section<T: DeserializeOwned>(
 }
 
 /// Deserializes a map of named entries, each on its own.
+/// Returns the entries that deserialized and the names of those that did not.
 fn entries<T: DeserializeOwned>(
     path: &str,
     value: Value,
     errors: &mut Vec<ConfigError>,
-) -> BTreeMap<String, T> {
+) -> (BTreeMap<String, T>, BTreeSet<String>) {
     let mut out = BTreeMap::new();
+    let mut failed = BTreeSet::new();
     match value {
         Value::Null => {}
         Value::Mapping(map) => {
@@ -527,8 +572,13 @@ fn entries<T: DeserializeOwned>(
                     ));
                     continue;
                 };
-                if let Some(entry) = section(&join(path, &name), value, errors) {
-                    out.insert(name, entry);
+                match section(&join(path, &name), value, errors) {
+                    Some(entry) => {
+                        out.insert(name, entry);
+                    }
+                    None => {
+                        failed.insert(name);
+                    }
                 }
             }
         }
@@ -537,7 +587,7 @@ fn entries<T: DeserializeOwned>(
             "expected a map of names to settings",
         )),
     }
-    out
+    (out, failed)
 }
 
 #[cfg(test)]

@@ -78,13 +78,20 @@ triggers:
   t2: { source: hooks, handler: resize_imagez }
   t3: { source: hooks, handler: log, retry: { initial: "1 sec" } }
   t4: { source: hooks, handler: log, colour: blue }
+  t5: { source: mystery, handler: log }
 "#;
+    // Type errors and cross-reference errors come together; a trigger of a source that
+    // failed to parse is not also told its source is unknown.
     let found = errors(text);
     let expected = [
         "sources.secretive.http.verify.bearer.token: environment variable NOT_SET is not set",
         "sources.mystery: unknown variant `ftp`, expected one of `http`, `s3`, `postgres`, `cron`",
         "triggers.t3.retry.initial: \"1 sec\" is not a duration (try 1s, 500ms, 2m)",
         "triggers.t4.colour: unknown field `colour`",
+        "sources.bucket.s3.queue_url: is required in notifications mode",
+        "sources.hooks.http.path: \"/a\" is already used by source \"again\"",
+        "triggers.t1.source: unknown source \"nowhere\"",
+        "triggers.t2.handler: unknown handler \"resize_imagez\"",
     ];
     for want in expected {
         assert!(
@@ -94,7 +101,7 @@ triggers:
     }
     assert_eq!(found.len(), expected.len(), "{found:#?}");
 
-    // Once the file parses, the cross-reference checks report everything too.
+    // More cross-reference checks, all reported together.
     let text = r#"
 sources:
   hooks: { http: { path: /a } }
