@@ -624,7 +624,11 @@ async fn migrate_on(conn: &mut PgConnection) -> Result<()> {
     sqlx::query(sql::CREATE_SCHEMA).execute(&mut *tx).await?;
     tx.commit().await?;
     sqlx::query(sql::USE_SCHEMA).execute(&mut *conn).await?;
-    migrations::run(migrations::POSTGRES, conn).await?;
+    migrations::run(migrations::POSTGRES, &mut *conn).await?;
+    // The claim's plan depends on the queue's statistics. A backlog that built up while
+    // no engine ran (or a fresh table) may have none yet, and then every claim sorts
+    // the whole backlog; refreshing them at start-up is cheap (a sample of rows).
+    sqlx::query(sql::ANALYZE_QUEUE).execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -326,3 +326,5 @@ pub(super) const LIST_REJECTED: &str = "
     WHERE $1::text IS NULL OR source_name = $1
     ORDER BY id DESC
     LIMIT $2";
+
+pub(super) const ANALYZE_QUEUE: &str = "ANALYZE switchyard.deliveries";
