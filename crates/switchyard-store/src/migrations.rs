@@ -38,6 +38,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         "claim order index",
         include_str!("../../../migrations/postgres/0004_claim_order_index.sql"),
     ),
+    (
+        5,
+        "lease index",
+        include_str!("../../../migrations/postgres/0005_lease_index.sql"),
+    ),
 ]);
 
 pub(crate) const SQLITE: Embedded = Embedded(&[

@@ -35,9 +35,17 @@ use crate::{
 /// The store on a Postgres database, in its `switchyard` schema.
 ///
 /// Holds a pool of up to 20 connections; once [`Store::wait_for_work`] has been
-/// called, one of them stays with the `LISTEN` for the life of the store.
+/// called, one of them stays with the `LISTEN` for the life of the store. Claims and
+/// heartbeats use a second pool of up to 4 connections that commit asynchronously
+/// (`synchronous_commit = off`): they do not wait for the WAL flush. That is safe
+/// because nothing is acknowledged on the strength of a lease alone. If the server
+/// crashes before a claim reaches the disk, the delivery is pending again after
+/// recovery and runs again (its result, if any, is refused: the lease no longer
+/// exists); any later synchronous commit, such as the `finish` that records the
+/// attempt, flushes the WAL up to and including the claim first.
 pub struct PostgresStore {
     pool: PgPool,
+    leases: PgPool,
     listener: Mutex<Option<PgListener>>,
 }
 
@@ -56,10 +64,15 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(20)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let leases = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options.options([("synchronous_commit", "off")]));
         Ok(Self {
             pool,
+            leases,
             listener: Mutex::new(None),
         })
     }
@@ -112,7 +125,7 @@ impl Store for PostgresStore {
             .bind(i64::from(limit))
             .bind(token)
             .bind(rows::lease_millis(lease)?)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.leases)
             .await?;
         rows.iter()
             .map(|row| {
@@ -140,7 +153,7 @@ impl Store for PostgresStore {
             .bind(ids)
             .bind(tokens)
             .bind(rows::lease_millis(lease)?)
-            .execute(&self.pool)
+            .execute(&self.leases)
             .await?;
         Ok(done.rows_affected())
     }

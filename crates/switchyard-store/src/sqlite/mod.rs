@@ -13,7 +13,7 @@
 mod columns;
 mod sql;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -39,8 +39,16 @@ use crate::{
 };
 
 /// The store in a SQLite database file (or in memory, for tests and trials).
+///
+/// Claims and heartbeats go through a connection of their own with `synchronous =
+/// NORMAL`: their commits do not wait for the WAL to reach the disk. Nothing is
+/// acknowledged on the strength of a lease alone, and the WAL is one file written in
+/// order, so the next `FULL` commit on another connection (the `finish` that records
+/// an attempt, say) syncs the claim with it. A power loss can forget a claim whose
+/// attempt was not recorded; that delivery is pending again and runs again.
 pub struct SqliteStore {
     pool: SqlitePool,
+    leases: SqlitePool,
 }
 
 impl SqliteStore {
@@ -62,19 +70,31 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let pool = if in_memory {
-            SqlitePoolOptions::new()
+        if in_memory {
+            // One connection holds the whole database, so everything shares it.
+            let pool = SqlitePoolOptions::new()
                 .min_connections(1)
                 .max_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new().max_connections(4)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            return Ok(Self {
+                leases: pool.clone(),
+                pool,
+            });
         }
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await?;
-        Ok(Self { pool })
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await?;
+        let leases = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
+        Ok(Self { pool, leases })
     }
 
     /// Starts a transaction that holds the write lock from its first statement.
@@ -126,7 +146,7 @@ impl Store for SqliteStore {
             .bind(timestamp(now))
             .bind(json_list(triggers))
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.leases)
             .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
@@ -178,7 +198,7 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let expires = timestamp(lease_end(Utc::now(), lease)?);
-        let mut tx = self.write().await?;
+        let mut tx = self.leases.begin_with(sql::BEGIN_WRITE).await?;
         let mut extended = 0;
         for held in leases {
             extended += sqlx::query(sql::HEARTBEAT)
@@ -193,41 +213,53 @@ impl Store for SqliteStore {
         Ok(extended)
     }
 
+    /// Three statements whatever the batch size, with the results passed as one JSON
+    /// array: find which leases are still held, record those attempts, then move
+    /// those deliveries.
     async fn finish(&self, results: &[Finished]) -> Result<Vec<bool>> {
         if results.is_empty() {
             return Ok(Vec::new());
         }
         let now = Utc::now();
+        let batch: Vec<serde_json::Value> = results
+            .iter()
+            .map(|result| {
+                let status = rows::status_after(result.outcome);
+                let run_at = (status == DeliveryStatus::Pending)
+                    .then(|| timestamp(result.retry_at.unwrap_or(now)));
+                serde_json::json!({
+                    "id": result.lease.delivery_id,
+                    "token": uuid_text(result.lease.token),
+                    "status": status.as_str(),
+                    "run_at": run_at,
+                    "error": result.error,
+                    "started_at": timestamp(result.started_at),
+                    "duration_ms": result.duration_ms,
+                    "outcome": result.outcome.as_str(),
+                })
+            })
+            .collect();
+        let batch = serde_json::Value::Array(batch).to_string();
         let mut tx = self.write().await?;
-        let mut accepted = Vec::with_capacity(results.len());
-        for result in results {
-            let status = rows::status_after(result.outcome);
-            let run_at = (status == DeliveryStatus::Pending)
-                .then(|| timestamp(result.retry_at.unwrap_or(now)));
-            // The attempt number the fenced row holds is the one its claim handed out.
-            let attempt: Option<i64> = sqlx::query_scalar(sql::FINISH)
-                .bind(result.lease.delivery_id)
-                .bind(uuid_text(result.lease.token))
-                .bind(status.as_str())
-                .bind(run_at)
-                .bind(&result.error)
-                .bind(timestamp(now))
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(attempt) = attempt {
-                sqlx::query(sql::INSERT_ATTEMPT)
-                    .bind(result.lease.delivery_id)
-                    .bind(attempt)
-                    .bind(timestamp(result.started_at))
-                    .bind(result.duration_ms)
-                    .bind(result.outcome.as_str())
-                    .bind(&result.error)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            accepted.push(attempt.is_some());
-        }
+        let held: HashSet<i64> = sqlx::query_scalar(sql::HELD_LEASES)
+            .bind(&batch)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        sqlx::query(sql::RECORD_ATTEMPTS)
+            .bind(&batch)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::FINISH)
+            .bind(&batch)
+            .bind(timestamp(now))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
+        let accepted: Vec<bool> = (0..results.len())
+            .map(|position| i64::try_from(position).is_ok_and(|key| held.contains(&key)))
+            .collect();
         for (result, &ok) in results.iter().zip(&accepted) {
             if !ok {
                 rows::warn_refused(result);

@@ -87,14 +87,35 @@ pub(super) const HEARTBEAT: &str = "
     UPDATE deliveries SET lease_expires_at = ?1
     WHERE id = ?2 AND lease_token = ?3 AND status = 'running'";
 
-/// `?1` delivery, `?2` token, `?3` new status, `?4` new run_at or null, `?5` error,
-/// `?6` now. Returns the attempt number the fenced row holds, if it was updated.
+/// `?1` the results as a JSON array of objects (`id`, `token`, `status`, `run_at`,
+/// `started_at`, `duration_ms`, `outcome`, `error`). Returns the positions in the array
+/// of the results whose lease is still held. Runs first in the write transaction that
+/// [`RECORD_ATTEMPTS`] and [`FINISH`] complete, so the answer holds for both.
+pub(super) const HELD_LEASES: &str = "
+    SELECT r.key FROM json_each(?1) r JOIN deliveries d ON d.id = r.value ->> 'id'
+    WHERE d.lease_token = r.value ->> 'token' AND d.status = 'running'";
+
+/// `?1` the results as for [`HELD_LEASES`]. Records the attempts of the deliveries
+/// whose lease is still held, numbered as the fenced row says (the number its claim
+/// handed out). Runs before [`FINISH`], in the same transaction.
+pub(super) const RECORD_ATTEMPTS: &str = "
+    INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
+    SELECT d.id, d.attempts, r.value ->> 'started_at', r.value ->> 'duration_ms',
+           r.value ->> 'outcome', r.value ->> 'error'
+    FROM json_each(?1) r JOIN deliveries d ON d.id = r.value ->> 'id'
+    WHERE d.lease_token = r.value ->> 'token' AND d.status = 'running'
+    ON CONFLICT DO NOTHING";
+
+/// `?1` the results as for [`HELD_LEASES`], `?2` now. Moves the deliveries whose lease
+/// is still held (`run_at` null keeps the old one).
 pub(super) const FINISH: &str = "
     UPDATE deliveries
-    SET status = ?3, run_at = coalesce(?4, run_at), last_error = ?5, lease_token = NULL,
-        lease_expires_at = NULL, updated_at = ?6
-    WHERE id = ?1 AND lease_token = ?2 AND status = 'running'
-    RETURNING attempts";
+    SET status = r.value ->> 'status', run_at = coalesce(r.value ->> 'run_at', deliveries.run_at),
+        last_error = r.value ->> 'error', lease_token = NULL, lease_expires_at = NULL,
+        updated_at = ?2
+    FROM json_each(?1) r
+    WHERE deliveries.id = r.value ->> 'id' AND deliveries.lease_token = r.value ->> 'token'
+      AND deliveries.status = 'running'";
 
 pub(super) const INSERT_ATTEMPT: &str = "
     INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
