@@ -10,6 +10,19 @@ use tokio::task::JoinHandle;
 
 const MAX_BATCH: usize = 256;
 
+/// A result queued by [`Completer::submit`], not yet known to be recorded.
+pub struct Pending(Option<oneshot::Receiver<bool>>);
+
+impl Pending {
+    /// Whether the store accepted the result.
+    pub async fn recorded(self) -> bool {
+        match self.0 {
+            Some(answer) => answer.await.unwrap_or(false),
+            None => false,
+        }
+    }
+}
+
 /// A handle to the completer task. Cheap to clone.
 #[derive(Clone)]
 pub struct Completer {
@@ -29,15 +42,16 @@ impl Completer {
         }
     }
 
-    /// Records one result; `true` once committed, `false` if the lease was lost (or the
-    /// completer stopped first, in which case the lease expires and the delivery runs
-    /// again).
-    pub async fn finish(&self, finished: Finished) -> bool {
+    /// Queues one result for recording, waiting while the queue is full. The returned
+    /// [`Pending`] resolves to `true` once committed, `false` if the lease was lost (or
+    /// the completer stopped first, in which case the lease expires and the delivery
+    /// runs again).
+    pub async fn submit(&self, finished: Finished) -> Pending {
         let (reply, answer) = oneshot::channel();
-        if self.tx.send((finished, reply)).await.is_err() {
-            return false;
+        match self.tx.send((finished, reply)).await {
+            Ok(()) => Pending(Some(answer)),
+            Err(_) => Pending(None),
         }
-        answer.await.unwrap_or(false)
     }
 
     /// Waits until everything sent so far is recorded.

@@ -15,13 +15,16 @@ mod attempt;
 mod completer;
 
 use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use switchyard_core::RetryPolicy;
 use switchyard_core::config::DispatcherConfig;
-use switchyard_store::{AttemptOutcome, Claimed, Finished, Lease, Store};
+use switchyard_store::{AttemptOutcome, Claimed, Finished, Lease, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -36,7 +39,44 @@ use crate::handler::{Context, Handler, Resources};
 use crate::metrics::Metrics;
 
 /// Most deliveries one claim takes.
-const CLAIM_BATCH: usize = 64;
+const CLAIM_BATCH: usize = 256;
+
+/// Most claims one process has in flight at once. A second claim overlaps the first's
+/// round trip, so handler slots do not sit idle while the store answers.
+const CLAIMS_IN_FLIGHT: usize = 2;
+
+/// A claim in flight: the handler slots it holds and how many deliveries it asked for.
+struct Claim {
+    permits: Vec<OwnedSemaphorePermit>,
+    wanted: usize,
+}
+
+type ClaimFuture = Pin<Box<dyn Future<Output = (Claim, Result<Vec<Claimed>, StoreError>)> + Send>>;
+
+/// Takes at least `least` free slots, waiting for them, then as many more as are free
+/// at once, up to a batch.
+async fn gather(global: &Arc<Semaphore>, least: usize) -> Vec<OwnedSemaphorePermit> {
+    let mut permits = Vec::with_capacity(CLAIM_BATCH);
+    while permits.len() < least {
+        let permit = global.clone().acquire_owned().await;
+        permits.push(permit.expect("the semaphore is never closed"));
+    }
+    while permits.len() < CLAIM_BATCH {
+        match global.clone().try_acquire_owned() {
+            Ok(permit) => permits.push(permit),
+            Err(_) => break,
+        }
+    }
+    permits
+}
+
+/// Sleeps until `until`; never returns when there is none.
+async fn sleep_until(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// A trigger as the dispatcher runs it.
 pub struct TriggerRuntime {
@@ -119,63 +159,7 @@ impl Dispatcher {
         let global = Arc::new(Semaphore::new(self.settings.concurrency as usize));
         let handlers_cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let mut failures = 0u32;
-        loop {
-            while tasks.try_join_next().is_some() {}
-            let first = tokio::select! {
-                permit = global.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                () = shutdown.cancelled() => break,
-            };
-            let mut permits = vec![first];
-            while permits.len() < CLAIM_BATCH {
-                match global.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
-            let open: Vec<String> = self
-                .trigger_names
-                .iter()
-                .filter(|name| self.triggers[*name].permits.available_permits() > 0)
-                .cloned()
-                .collect();
-            // Claim no more than the open triggers can start, so that a trigger with
-            // little concurrency does not sit on leases other processes could run.
-            let capacity: usize = open
-                .iter()
-                .map(|name| self.triggers[name].permits.available_permits())
-                .sum();
-            permits.truncate(capacity.max(1));
-            let wanted = permits.len();
-            let claimed = if open.is_empty() {
-                Vec::new()
-            } else {
-                match self
-                    .store
-                    .claim(
-                        &open,
-                        u32::try_from(wanted).unwrap_or(u32::MAX),
-                        self.lease(),
-                    )
-                    .await
-                {
-                    Ok(claimed) => {
-                        failures = 0;
-                        claimed
-                    }
-                    Err(error) => {
-                        failures += 1;
-                        let pause = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-                        tracing::warn!(%error, retry_in = ?pause, "could not claim deliveries");
-                        drop(permits);
-                        tokio::select! {
-                            () = tokio::time::sleep(pause) => continue,
-                            () = shutdown.cancelled() => break,
-                        }
-                    }
-                }
-            };
-            let got = claimed.len();
+        let spawn = |tasks: &mut JoinSet<()>, claimed: Vec<Claimed>, mut permits: Vec<_>| {
             for delivery in claimed {
                 let permit = permits
                     .pop()
@@ -190,9 +174,85 @@ impl Dispatcher {
                         .await
                 });
             }
-            drop(permits);
-            if got < wanted {
-                self.idle(&open, &shutdown).await;
+        };
+
+        let mut claims: FuturesUnordered<ClaimFuture> = FuturesUnordered::new();
+        // Slots that claims in flight may fill.
+        let mut reserved = 0usize;
+        // The last claim came back short (or nothing could be claimed): wait for news
+        // once the claims in flight are back.
+        let mut drained = false;
+        let mut failures = 0u32;
+        let mut paused_until: Option<Instant> = None;
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if drained && claims.is_empty() {
+                self.idle(&self.open_triggers(), &shutdown).await;
+                drained = false;
+                if shutdown.is_cancelled() {
+                    break;
+                }
+            }
+            let may_claim = claims.len() < CLAIMS_IN_FLIGHT && !drained && paused_until.is_none();
+            // Alone, a claim starts with one free slot. Beside one in flight, it waits for
+            // half a batch, so that overlapping claims stay large.
+            let least = if claims.is_empty() {
+                1
+            } else {
+                (self.settings.concurrency as usize / 2).clamp(1, CLAIM_BATCH / 2)
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some((claim, result)) = claims.next() => {
+                    reserved -= claim.wanted;
+                    match result {
+                        Ok(claimed) => {
+                            failures = 0;
+                            drained = claimed.len() < claim.wanted;
+                            spawn(&mut tasks, claimed, claim.permits);
+                        }
+                        Err(error) => {
+                            failures += 1;
+                            let pause = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                            tracing::warn!(%error, retry_in = ?pause, "could not claim deliveries");
+                            paused_until = Some(Instant::now() + pause);
+                        }
+                    }
+                }
+                () = sleep_until(paused_until), if paused_until.is_some() => paused_until = None,
+                mut permits = gather(&global, least), if may_claim => {
+                    let open = self.open_triggers();
+                    // Claim no more than the open triggers can start, less what the claims
+                    // in flight may bring, so that a trigger with little concurrency does
+                    // not sit on leases other processes could run.
+                    let capacity = open
+                        .iter()
+                        .map(|name| self.triggers[name].permits.available_permits())
+                        .sum::<usize>()
+                        .saturating_sub(reserved);
+                    permits.truncate(capacity);
+                    if permits.is_empty() {
+                        drained = true;
+                        continue;
+                    }
+                    let wanted = permits.len();
+                    reserved += wanted;
+                    let store = self.store.clone();
+                    let lease = self.lease();
+                    claims.push(Box::pin(async move {
+                        let limit = u32::try_from(wanted).unwrap_or(u32::MAX);
+                        let result = store.claim(&open, limit, lease).await;
+                        (Claim { permits, wanted }, result)
+                    }));
+                }
+            }
+        }
+        // Claims already sent may still take leases; hand those back with the rest.
+        while let Some((_, result)) = claims.next().await {
+            if let Ok(claimed) = result {
+                for delivery in claimed {
+                    self.track(delivery.lease);
+                }
             }
         }
 
@@ -281,7 +341,13 @@ impl Dispatcher {
         };
         let finished = self.execute(&trigger, &claimed, cancel).await;
         let outcome = finished.outcome;
-        let recorded = completer.finish(finished).await;
+        // The handler is done, so its slots go to the next claim while the result
+        // commits; the lease stays tracked (and heartbeated) until it is recorded.
+        // While the completer's queue is full the slots are kept, which slows claims
+        // to the rate results are recorded.
+        let pending = completer.submit(finished).await;
+        drop((trigger_permit, permit));
+        let recorded = pending.recorded().await;
         if !recorded {
             tracing::warn!(
                 delivery = lease.delivery_id,
@@ -290,7 +356,6 @@ impl Dispatcher {
             );
         }
         self.untrack(lease);
-        drop((trigger_permit, permit));
     }
 
     /// Runs one attempt of a claimed delivery and decides what follows.
@@ -402,6 +467,15 @@ impl Dispatcher {
             verdict,
             recorded,
         }))
+    }
+
+    /// The triggers with a free slot.
+    fn open_triggers(&self) -> Vec<String> {
+        self.trigger_names
+            .iter()
+            .filter(|name| self.triggers[*name].permits.available_permits() > 0)
+            .cloned()
+            .collect()
     }
 
     fn track(&self, lease: Lease) {
