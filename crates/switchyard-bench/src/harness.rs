@@ -72,7 +72,7 @@ pub fn config_yaml(store: &str, triggers: u32) -> String {
     let mut yaml = format!(
         "store: {store}\n\
          http: {{ listen: \"127.0.0.1:0\" }}\n\
-         dispatcher: {{ concurrency: 64 }}\n\
+         dispatcher: {{ concurrency: 256 }}\n\
          sources:\n  bench: {{ http: {{ path: /bench }} }}\n\
          triggers:\n"
     );
@@ -81,7 +81,7 @@ pub fn config_yaml(store: &str, triggers: u32) -> String {
     }
     for i in 0..triggers {
         yaml.push_str(&format!(
-            "  noop{i}: {{ source: bench, handler: noop, concurrency: 64 }}\n"
+            "  noop{i}: {{ source: bench, handler: noop, concurrency: 256 }}\n"
         ));
     }
     yaml
@@ -292,7 +292,7 @@ mod tests {
         let yaml = config_yaml("postgres://postgres@127.0.0.1:5432/sy_bench_x", 4);
         let config = Config::parse(&yaml, &ProcessEnv).unwrap();
         assert_eq!(config.triggers.len(), 4);
-        assert_eq!(config.dispatcher.concurrency, 64);
+        assert_eq!(config.dispatcher.concurrency, 256);
         assert_eq!(
             config.store,
             "postgres://postgres@127.0.0.1:5432/sy_bench_x"

@@ -191,6 +191,15 @@ impl Summary {
                 "",
                 String::new(),
             );
+            if let Some(floor) = self.floor_single {
+                let ratio = rate / floor;
+                add(
+                    "ingest (no triggers) / floor single-row".into(),
+                    format!("{ratio:.2}x"),
+                    ">= 2x",
+                    verdict(ratio >= 2.0),
+                );
+            }
         }
         if let Some((rate, p99)) = self.ingest {
             add(
@@ -202,7 +211,7 @@ impl Summary {
             if let Some(floor) = self.floor_single {
                 let ratio = rate / floor;
                 add(
-                    "ingest / floor single-row".into(),
+                    "ingest (1 trigger) / floor single-row".into(),
                     format!("{ratio:.2}x"),
                     ">= 2x",
                     verdict(ratio >= 2.0),

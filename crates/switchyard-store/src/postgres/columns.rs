@@ -48,7 +48,7 @@ impl<'a> EventColumns<'a> {
         self.received_ats.push(event.received_at);
     }
 
-    /// Binds the arrays as `$1` to `$13`, in the column order of `sql::INSERT_EVENTS`.
+    /// Binds the arrays as `$1` to `$13`, in the column order of `sql::APPEND`.
     pub(super) fn bind<'q, O>(
         self,
         query: QueryScalar<'q, Postgres, O, PgArguments>,

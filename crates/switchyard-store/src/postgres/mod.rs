@@ -104,10 +104,11 @@ impl Store for PostgresStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
-        let results = append_in(&mut tx, batch).await?;
-        tx.commit().await?;
-        Ok(results)
+        // One statement, so no transaction block: `fetch_all` returns only at
+        // `ReadyForQuery`, which Postgres sends after the implicit commit, so no caller
+        // hears of an event before it is durable.
+        let mut conn = self.pool.acquire().await?;
+        append_in(&mut conn, batch).await
     }
 
     async fn claim(
@@ -662,14 +663,17 @@ fn lease_arrays(leases: &[Lease]) -> (Vec<i64>, Vec<Uuid>) {
         .unzip()
 }
 
-/// The body of [`Store::append`], inside the caller's transaction.
-async fn append_in(tx: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+/// Appends a batch with one [`sql::APPEND`], then looks up the originals of events
+/// that were duplicates by dedupe key. On a connection outside a transaction, the
+/// append commits on its own.
+async fn append_in(conn: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Appended>> {
     // Within the batch, a repeated id or dedupe key refers to its first occurrence;
     // only first occurrences go to the database.
     let mut repeats: Vec<Option<usize>> = vec![None; batch.len()];
     let mut seen_ids: HashMap<Uuid, usize> = HashMap::new();
     let mut seen_keys: HashMap<(&str, &str), usize> = HashMap::new();
     let mut columns = EventColumns::default();
+    let (mut event_ids, mut triggers, mut ordering_keys) = (Vec::new(), Vec::new(), Vec::new());
     for (i, item) in batch.iter().enumerate() {
         let event = &item.event;
         let key = event
@@ -688,15 +692,24 @@ async fn append_in(tx: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Appe
                     seen_keys.insert(key, i);
                 }
                 columns.push(event);
+                for delivery in &item.deliveries {
+                    event_ids.push(event.id);
+                    triggers.push(delivery.trigger.as_str());
+                    ordering_keys.push(delivery.ordering_key.as_deref());
+                }
             }
         }
     }
 
     let inserted: HashSet<Uuid> = columns
-        .bind(sqlx::query_scalar(sql::INSERT_EVENTS))
-        .fetch_all(&mut *tx)
+        .bind(sqlx::query_scalar::<_, Option<Uuid>>(sql::APPEND))
+        .bind(&event_ids)
+        .bind(&triggers)
+        .bind(&ordering_keys)
+        .fetch_all(&mut *conn)
         .await?
         .into_iter()
+        .flatten()
         .collect();
 
     let (names, keys): (Vec<&str>, Vec<&str>) = batch
@@ -715,7 +728,7 @@ async fn append_in(tx: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Appe
         let rows = sqlx::query(sql::FIND_ORIGINALS)
             .bind(&names)
             .bind(&keys)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
         for row in rows {
             originals.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
@@ -723,19 +736,11 @@ async fn append_in(tx: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Appe
     }
 
     let mut results: Vec<Appended> = Vec::with_capacity(batch.len());
-    let (mut event_ids, mut triggers, mut ordering_keys) = (Vec::new(), Vec::new(), Vec::new());
     for (item, repeat) in batch.iter().zip(&repeats) {
         let event = &item.event;
         let result = match *repeat {
             Some(first) => Appended::Duplicate(results[first].id()),
-            None if inserted.contains(&event.id) => {
-                for delivery in &item.deliveries {
-                    event_ids.push(event.id);
-                    triggers.push(delivery.trigger.as_str());
-                    ordering_keys.push(delivery.ordering_key.as_deref());
-                }
-                Appended::Created(event.id)
-            }
+            None if inserted.contains(&event.id) => Appended::Created(event.id),
             // Not inserted: its dedupe key exists, or else its id does.
             None => {
                 let original = event
@@ -746,16 +751,6 @@ async fn append_in(tx: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Appe
             }
         };
         results.push(result);
-    }
-
-    if !event_ids.is_empty() {
-        sqlx::query(sql::INSERT_DELIVERIES)
-            .bind(&event_ids)
-            .bind(&triggers)
-            .bind(&ordering_keys)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::NOTIFY_WORK).execute(&mut *tx).await?;
     }
     Ok(results)
 }

@@ -48,30 +48,40 @@ macro_rules! ordering_clear {
     };
 }
 
-/// Returns the ids it inserted; a row whose id or dedupe key exists is skipped.
-pub(super) const INSERT_EVENTS: &str = "
-    INSERT INTO switchyard.events (id, source_name, source, type, subject, time, datacontenttype,
-                                   data, data_base64, partitionkey, traceparent, dedupe_key,
-                                   received_at)
-    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::timestamptz[], $7::text[], $8::jsonb[], $9::text[], $10::text[],
-                         $11::text[], $12::text[], $13::timestamptz[])
-    ON CONFLICT DO NOTHING
-    RETURNING id";
+/// Appends a batch in one statement, so that outside a transaction it is one round
+/// trip and one commit. `$1` to `$13` are the events' columns; a row whose id or
+/// dedupe key exists is skipped. `$14` to `$16` are the deliveries, inserted in array
+/// order (so ids, and hence per-key order, follow the batch) for the events that were
+/// inserted. If any delivery was, other processes are signalled. Returns the ids of
+/// the inserted events, plus one NULL row when the signal went out.
+pub(super) const APPEND: &str = "
+    WITH e AS (
+        INSERT INTO switchyard.events (id, source_name, source, type, subject, time,
+                                       datacontenttype, data, data_base64, partitionkey,
+                                       traceparent, dedupe_key, received_at)
+        SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::timestamptz[], $7::text[], $8::jsonb[], $9::text[],
+                             $10::text[], $11::text[], $12::text[], $13::timestamptz[])
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    ), d AS (
+        INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key)
+        SELECT n.event_id, n.trigger, n.ordering_key
+        FROM UNNEST($14::uuid[], $15::text[], $16::text[])
+             WITH ORDINALITY AS n(event_id, trigger, ordering_key, position)
+        WHERE n.event_id IN (SELECT id FROM e)
+        ORDER BY n.position
+        RETURNING 1
+    )
+    SELECT id FROM e
+    UNION ALL
+    SELECT NULL FROM (SELECT pg_notify('switchyard_work', '') FROM d LIMIT 1) AS signal";
 
 /// The ids of the events holding the given `(source_name, dedupe_key)` pairs.
 pub(super) const FIND_ORIGINALS: &str = "
     SELECT k.source_name, k.dedupe_key, e.id
     FROM UNNEST($1::text[], $2::text[]) AS k(source_name, dedupe_key)
     JOIN switchyard.events e ON e.source_name = k.source_name AND e.dedupe_key = k.dedupe_key";
-
-/// Inserts in array order, so ids (and hence per-key order) follow the batch.
-pub(super) const INSERT_DELIVERIES: &str = "
-    INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key)
-    SELECT event_id, trigger, ordering_key
-    FROM UNNEST($1::uuid[], $2::text[], $3::text[])
-         WITH ORDINALITY AS n(event_id, trigger, ordering_key, position)
-    ORDER BY position";
 
 /// `$1` triggers, `$2` limit, `$3` lease token, `$4` lease in milliseconds. Returns the
 /// claimed deliveries joined with their events, in `(run_at, id)` order.
