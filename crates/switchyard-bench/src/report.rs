@@ -184,9 +184,13 @@ impl Summary {
                 String::new(),
             );
         }
-        if let Some((rate, p99)) = self.ingest_pure {
+        for (kind, ingest) in [
+            ("no triggers", self.ingest_pure),
+            ("1 trigger, dispatcher running", self.ingest),
+        ] {
+            let Some((rate, p99)) = ingest else { continue };
             add(
-                "ingest, no triggers".into(),
+                format!("ingest, {kind}"),
                 format!("{} ev/s, p99 {}", fmt_int(rate), fmt_us(p99)),
                 "",
                 String::new(),
@@ -194,24 +198,7 @@ impl Summary {
             if let Some(floor) = self.floor_single {
                 let ratio = rate / floor;
                 add(
-                    "ingest (no triggers) / floor single-row".into(),
-                    format!("{ratio:.2}x"),
-                    ">= 2x",
-                    verdict(ratio >= 2.0),
-                );
-            }
-        }
-        if let Some((rate, p99)) = self.ingest {
-            add(
-                "ingest, 1 trigger (dispatcher running)".into(),
-                format!("{} ev/s, p99 {}", fmt_int(rate), fmt_us(p99)),
-                "",
-                String::new(),
-            );
-            if let Some(floor) = self.floor_single {
-                let ratio = rate / floor;
-                add(
-                    "ingest (1 trigger) / floor single-row".into(),
+                    format!("ingest ({kind}) / floor single-row"),
                     format!("{ratio:.2}x"),
                     ">= 2x",
                     verdict(ratio >= 2.0),
