@@ -200,6 +200,7 @@ async fn two_processes_drain_a_backlog_without_doubles(backend: Backend) {
             deliveries: vec![NewDelivery {
                 trigger: "mark".into(),
                 ordering_key: None,
+                claim: false,
             }],
         })
         .collect();

@@ -12,7 +12,7 @@ use switchyard_store::{AttemptOutcome, DeadQuery, DeliveryStatus, EventQuery, St
 use uuid::Uuid;
 
 use crate::both_backends;
-use crate::support::{Backend, eventually, fresh_store_url, post_json, start};
+use crate::support::{Backend, client, eventually, fresh_store_url, post_json, start};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -353,6 +353,94 @@ triggers:
     engine.shutdown().await;
 }
 
+/// `switchyard_deliveries_claimed_total` for one trigger and way of claiming.
+async fn claimed_via(addr: std::net::SocketAddr, trigger: &str, via: &str) -> u64 {
+    let text = client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series =
+        format!("switchyard_deliveries_claimed_total{{trigger=\"{trigger}\",via=\"{via}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |count| count.parse().expect("a counter value"))
+}
+
+/// While its trigger has a free slot, an event's delivery is claimed by the append
+/// that creates it and started at once; once the trigger is full, deliveries wait in
+/// the queue and are claimed from there as slots free up.
+async fn a_busy_trigger_queues_what_it_cannot_start(backend: Backend) {
+    let started = Arc::new(AtomicU32::new(0));
+    let running = Arc::new(AtomicU32::new(0));
+    let most = Arc::new(AtomicU32::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = {
+        let (started, running, most, gate) =
+            (started.clone(), running.clone(), most.clone(), gate.clone());
+        handler_fn(move |_ctx: Context, _event: Event| {
+            let (started, running, most, gate) =
+                (started.clone(), running.clone(), most.clone(), gate.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                gate.acquire().await.expect("open").forget();
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+    };
+    let yaml = r#"
+sources: { orders: { http: { path: /orders } } }
+triggers:
+  gated: { source: orders, handler: gated, concurrency: 2 }
+"#;
+    let engine = start(
+        Engine::from_cli().handler("gated", handler),
+        yaml,
+        &fresh_store_url(backend).await,
+    )
+    .await;
+    let addr = engine.local_addr();
+    let mut ids = Vec::new();
+    for n in 1..=2 {
+        let response = post_json(addr, "/orders", json!({"n": n}), &[]).await;
+        assert_eq!(response.status(), 202);
+        ids.push(event_id(&response.json().await.unwrap()));
+        eventually(WAIT, "the handler to start", || async {
+            (started.load(Ordering::SeqCst) == n).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(claimed_via(addr, "gated", "append").await, 2);
+    for n in 3..=4 {
+        let response = post_json(addr, "/orders", json!({"n": n}), &[]).await;
+        assert_eq!(response.status(), 202);
+        ids.push(event_id(&response.json().await.unwrap()));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        2,
+        "a third handler started past the trigger's concurrency"
+    );
+
+    gate.add_permits(4);
+    for id in &ids {
+        let attempts = wait_for_status(engine.store(), *id, DeliveryStatus::Succeeded).await;
+        assert_eq!(attempts, vec![AttemptOutcome::Succeeded]);
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 4, "each event handled once");
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+    assert_eq!(claimed_via(addr, "gated", "append").await, 2);
+    assert_eq!(claimed_via(addr, "gated", "queue").await, 2);
+    engine.shutdown().await;
+}
+
 async fn per_key_ordering_holds_under_concurrency(backend: Backend) {
     // Per key: the order handled, and whether two ran at once. Key "k0" fails its first
     // event twice: it must block only itself.
@@ -449,6 +537,11 @@ triggers:
         3,
         "k0's head failed twice, then succeeded"
     );
+    assert_eq!(
+        claimed_via(addr, "ordered", "append").await,
+        0,
+        "an ordered delivery is never started without a claim"
+    );
     engine.shutdown().await;
 }
 
@@ -459,5 +552,6 @@ both_backends!(
     always_failing_is_dead_after_max_attempts,
     a_fatal_error_is_dead_after_one_attempt_and_replay_delivers,
     fans_out_to_three_triggers,
+    a_busy_trigger_queues_what_it_cannot_start,
     per_key_ordering_holds_under_concurrency,
 );

@@ -113,6 +113,7 @@ pub async fn seed(store: &str, events: u64, triggers: u32) -> Result<()> {
         .map(|i| NewDelivery {
             trigger: format!("noop{i}"),
             ordering_key: None,
+            claim: false,
         })
         .collect();
     let mut seq = 0;

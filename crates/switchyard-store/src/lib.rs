@@ -74,6 +74,19 @@ pub trait Store: Send + Sync + 'static {
     /// results are in input order.
     async fn append(&self, batch: &[NewEvent]) -> Result<Vec<Appended>>;
 
+    /// Appends like [`append`](Store::append), and creates the deliveries marked
+    /// [`claim`](NewDelivery::claim) already claimed by the caller, as if
+    /// [`claim`](Store::claim) had returned them in the same transaction: running,
+    /// attempt 1, one fresh lease token, `lease_expires_at = now + lease`. Returns the
+    /// results in input order and the claimed deliveries; a duplicate's deliveries are
+    /// not created, so they are not among them. Signals other processes only for
+    /// deliveries left pending.
+    async fn append_claiming(
+        &self,
+        batch: &[NewEvent],
+        lease: Duration,
+    ) -> Result<(Vec<Appended>, Vec<Claimed>)>;
+
     /// Claims up to `limit` runnable deliveries of the given triggers: pending ones
     /// whose `run_at` has passed and, for ordered triggers, whose key has no earlier
     /// unfinished delivery. Each claimed delivery gets `status = running`, a fresh

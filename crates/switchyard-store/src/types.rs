@@ -22,6 +22,10 @@ pub struct NewDelivery {
     pub trigger: String,
     /// The per-key ordering key, for triggers with `ordering`.
     pub ordering_key: Option<String>,
+    /// Create it already claimed by the appender, so that it needs no separate claim.
+    /// Honoured only by [`Store::append_claiming`](crate::Store::append_claiming) and
+    /// never for a delivery with an ordering key; otherwise it is created pending.
+    pub claim: bool,
 }
 
 /// The result of appending one event.

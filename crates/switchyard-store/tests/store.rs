@@ -175,6 +175,7 @@ macro_rules! both_backends {
 both_backends!(
     queue::append_dedupes_within_and_across_batches,
     queue::append_round_trips_every_event_field,
+    queue::append_claiming_creates_claimed_deliveries,
     queue::claim_respects_triggers_and_limit,
     queue::claims_never_share_a_live_lease,
     queue::released_lease_refuses_a_late_finish,
@@ -330,6 +331,16 @@ async fn postgres_wait_for_work_wakes_on_append_elsewhere() {
         appender.append(&[to(&event("s", "x"), &[])]).await.unwrap();
         let idle = tokio::time::timeout(Duration::from_millis(200), waiter.wait_for_work()).await;
         assert!(idle.is_err(), "woke up for an event without deliveries");
+
+        // Nor is a delivery created claimed: no other process may take it.
+        let mut claimed = to(&event("s", "x"), &["t"]);
+        claimed.deliveries[0].claim = true;
+        appender
+            .append_claiming(&[claimed], Duration::from_secs(30))
+            .await
+            .unwrap();
+        let idle = tokio::time::timeout(Duration::from_millis(200), waiter.wait_for_work()).await;
+        assert!(idle.is_err(), "woke up for a delivery claimed on append");
 
         let wait = tokio::spawn({
             let waiter = waiter.clone();

@@ -134,7 +134,7 @@ impl Engine {
                 tracing::error!(%error, "the HTTP server stopped");
             }
         });
-        let dispatcher = tokio::spawn(parts.dispatcher.clone().run(shutdown.clone()));
+        let dispatcher = parts.dispatcher.clone().start(shutdown.clone());
         let mut sources = Vec::new();
         for cron in std::mem::take(&mut parts.cron_sources) {
             sources.push(tokio::spawn(
@@ -225,13 +225,6 @@ impl Parts {
         } else {
             4
         };
-        let ingest = Ingest::start(
-            store.clone(),
-            router.clone(),
-            metrics.clone(),
-            wake.clone(),
-            parallel_commits,
-        );
         let mut triggers = Vec::new();
         for (name, trigger) in config.triggers.iter().filter(|(_, t)| t.enabled) {
             let handler: Arc<dyn Handler> = match &trigger.handler {
@@ -274,6 +267,14 @@ impl Parts {
             metrics.clone(),
             Arc::new(resources),
         ));
+        let ingest = Ingest::start(
+            store.clone(),
+            router.clone(),
+            metrics.clone(),
+            dispatcher.clone(),
+            wake.clone(),
+            parallel_commits,
+        );
         let http_sources = config
             .sources
             .iter()

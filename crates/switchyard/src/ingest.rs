@@ -5,6 +5,10 @@
 //! transactions: a writer task takes everything queued, appends it as one batch, and
 //! answers each submitter. A few batches may be in flight at once so that one slow
 //! fsync does not stall the next.
+//!
+//! When this process's dispatcher has free slots, the append also claims the new
+//! deliveries for it and hands them over, so they start without a claim of their own
+//! (see the dispatcher's `handoff` module).
 
 use std::sync::Arc;
 
@@ -12,6 +16,7 @@ use switchyard_core::Event;
 use switchyard_store::{Appended, NewEvent, Store, StoreError};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
+use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
 use crate::router::Router;
 
@@ -38,18 +43,25 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Starts the writer. `wake` is notified after every commit that created
-    /// deliveries, so the local dispatcher starts at once. `parallel` is how many
-    /// batches may commit at the same time.
+    /// Starts the writer. Deliveries go to `dispatcher` directly while it has free
+    /// slots; `wake` is notified after every commit that left deliveries pending, so
+    /// the local dispatcher claims them at once. `parallel` is how many batches may
+    /// commit at the same time.
     pub fn start(
         store: Arc<dyn Store>,
         router: Arc<Router>,
         metrics: Arc<Metrics>,
+        dispatcher: Arc<Dispatcher>,
         wake: Arc<Notify>,
         parallel: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(write_batches(store, rx, wake, parallel));
+        let writer = Writer {
+            store,
+            dispatcher,
+            wake,
+        };
+        tokio::spawn(writer.run(rx, parallel));
         Self {
             tx,
             router,
@@ -85,47 +97,71 @@ impl Ingest {
     }
 }
 
-async fn write_batches(
+/// The task that commits batches.
+#[derive(Clone)]
+struct Writer {
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<(NewEvent, Reply)>,
+    dispatcher: Arc<Dispatcher>,
     wake: Arc<Notify>,
-    parallel: usize,
-) {
-    let in_flight = Arc::new(Semaphore::new(parallel.max(1)));
-    loop {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::new();
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<(NewEvent, Reply)>, parallel: usize) {
+        let in_flight = Arc::new(Semaphore::new(parallel.max(1)));
+        loop {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let mut batch = Vec::new();
+            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return;
+            }
+            let writer = self.clone();
+            tokio::spawn(async move {
+                let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.into_iter().unzip();
+                writer.commit(events, replies).await;
+                drop(permit);
+            });
         }
-        let store = store.clone();
-        let wake = wake.clone();
-        tokio::spawn(async move {
-            let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.into_iter().unzip();
-            let has_deliveries = events.iter().any(|e| !e.deliveries.is_empty());
-            match store.append(&events).await {
-                Ok(results) => {
-                    if has_deliveries {
-                        wake.notify_one();
-                    }
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        // The submitter may have gone away (client disconnected); the
-                        // event is committed either way.
-                        let _ = reply.send(Ok(result));
-                    }
+    }
+
+    /// Appends one batch, answers its submitters, and gets its deliveries started.
+    async fn commit(&self, mut events: Vec<NewEvent>, replies: Vec<Reply>) {
+        let reservation = self.dispatcher.reserve(&mut events);
+        let appended = if reservation.is_empty() {
+            self.store
+                .append(&events)
+                .await
+                .map(|results| (results, Vec::new()))
+        } else {
+            self.store
+                .append_claiming(&events, self.dispatcher.lease())
+                .await
+        };
+        match appended {
+            Ok((results, claimed)) => {
+                let pending = events
+                    .iter()
+                    .flat_map(|item| &item.deliveries)
+                    .any(|delivery| !delivery.claim);
+                if pending {
+                    self.wake.notify_one();
                 }
-                Err(error) => {
-                    tracing::warn!(%error, events = events.len(), "could not commit events");
-                    let error = Arc::new(error);
-                    for reply in replies {
-                        // As above: nobody waiting is not an error.
-                        let _ = reply.send(Err(error.clone()));
-                    }
+                self.dispatcher.hand_off(claimed, reservation).await;
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // The submitter may have gone away (client disconnected); the
+                    // event is committed either way.
+                    let _ = reply.send(Ok(result));
                 }
             }
-            drop(permit);
-        });
+            Err(error) => {
+                tracing::warn!(%error, events = events.len(), "could not commit events");
+                let error = Arc::new(error);
+                for reply in replies {
+                    // As above: nobody waiting is not an error.
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
     }
 }

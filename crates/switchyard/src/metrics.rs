@@ -31,6 +31,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClaimLabels {
+    trigger: String,
+    via: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectLabels {
     source: String,
     status: u16,
@@ -43,6 +49,7 @@ pub struct Metrics {
     requests_rejected: Family<RejectLabels, Counter>,
     inputs_rejected: Family<SourceLabels, Counter>,
     attempts: Family<OutcomeLabels, Counter>,
+    claims: Family<ClaimLabels, Counter>,
     attempt_duration: Family<TriggerLabels, Histogram>,
     queue_depth: Family<TriggerLabels, Gauge>,
     dead_letters: Family<TriggerLabels, Gauge>,
@@ -82,6 +89,12 @@ impl Metrics {
             "deliveries",
             "Finished delivery attempts, per trigger and outcome (succeeded, retry, dead)",
             attempts.clone(),
+        );
+        let claims = Family::default();
+        registry.register(
+            "deliveries_claimed",
+            "Deliveries this process claimed, per trigger and how: `append` (claimed as local ingress created them) or `queue` (claimed from the queue)",
+            claims.clone(),
         );
         let attempt_duration = Family::<TriggerLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([
@@ -128,6 +141,7 @@ impl Metrics {
             requests_rejected,
             inputs_rejected,
             attempts,
+            claims,
             attempt_duration,
             queue_depth,
             dead_letters,
@@ -156,6 +170,16 @@ impl Metrics {
         self.inputs_rejected
             .get_or_create(&SourceLabels {
                 source: source.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `via` is `append` or `queue`; see [`Metrics::new`].
+    pub fn delivery_claimed(&self, trigger: &str, via: &str) {
+        self.claims
+            .get_or_create(&ClaimLabels {
+                trigger: trigger.to_owned(),
+                via: via.to_owned(),
             })
             .inc();
     }

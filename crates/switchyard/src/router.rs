@@ -55,6 +55,7 @@ impl Router {
             .map(|r| NewDelivery {
                 trigger: r.trigger.clone(),
                 ordering_key: r.ordering.as_ref().and_then(|path| path.lookup_text(event)),
+                claim: false,
             })
             .collect()
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Postgres;
 use sqlx::Row;
 use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::query::QueryScalar;
+use sqlx::query::Query;
 use sqlx::types::Json;
 use switchyard_core::Event;
 use uuid::Uuid;
@@ -49,10 +49,10 @@ impl<'a> EventColumns<'a> {
     }
 
     /// Binds the arrays as `$1` to `$13`, in the column order of `sql::APPEND`.
-    pub(super) fn bind<'q, O>(
+    pub(super) fn bind<'q>(
         self,
-        query: QueryScalar<'q, Postgres, O, PgArguments>,
-    ) -> QueryScalar<'q, Postgres, O, PgArguments>
+        query: Query<'q, Postgres, PgArguments>,
+    ) -> Query<'q, Postgres, PgArguments>
     where
         'a: 'q,
     {

@@ -108,7 +108,20 @@ impl Store for PostgresStore {
         // `ReadyForQuery`, which Postgres sends after the implicit commit, so no caller
         // hears of an event before it is durable.
         let mut conn = self.pool.acquire().await?;
-        append_in(&mut conn, batch).await
+        Ok(append_in(&mut conn, batch, None).await?.0)
+    }
+
+    async fn append_claiming(
+        &self,
+        batch: &[NewEvent],
+        lease: Duration,
+    ) -> Result<(Vec<Appended>, Vec<Claimed>)> {
+        if batch.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        // One statement, committed before the reply, as in `append`.
+        let mut conn = self.pool.acquire().await?;
+        append_in(&mut conn, batch, Some(lease)).await
     }
 
     async fn claim(
@@ -460,7 +473,10 @@ impl Store for PostgresStore {
                 .await?;
         }
         let appended = match fire {
-            Some(fire) => append_in(&mut tx, std::slice::from_ref(fire)).await?.pop(),
+            Some(fire) => append_in(&mut tx, std::slice::from_ref(fire), None)
+                .await?
+                .0
+                .pop(),
             None => None,
         };
         sqlx::query(sql::ADVANCE_SCHEDULE)
@@ -494,7 +510,7 @@ impl Store for PostgresStore {
         position: &serde_json::Value,
     ) -> Result<Vec<Appended>> {
         let mut tx = self.pool.begin().await?;
-        let results = append_in(&mut tx, batch).await?;
+        let (results, _) = append_in(&mut tx, batch, None).await?;
         sqlx::query(sql::SAVE_POSITION)
             .bind(source)
             .bind(position)
@@ -665,8 +681,15 @@ fn lease_arrays(leases: &[Lease]) -> (Vec<i64>, Vec<Uuid>) {
 
 /// Appends a batch with one [`sql::APPEND`], then looks up the originals of events
 /// that were duplicates by dedupe key. On a connection outside a transaction, the
-/// append commits on its own.
-async fn append_in(conn: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+/// append commits on its own. With a `lease`, deliveries marked `claim` (and without an
+/// ordering key) are created claimed and returned.
+async fn append_in(
+    conn: &mut PgConnection,
+    batch: &[NewEvent],
+    lease: Option<Duration>,
+) -> Result<(Vec<Appended>, Vec<Claimed>)> {
+    let lease_ms = lease.map(rows::lease_millis).transpose()?;
+    let token = Uuid::new_v4();
     // Within the batch, a repeated id or dedupe key refers to its first occurrence;
     // only first occurrences go to the database.
     let mut repeats: Vec<Option<usize>> = vec![None; batch.len()];
@@ -674,6 +697,7 @@ async fn append_in(conn: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Ap
     let mut seen_keys: HashMap<(&str, &str), usize> = HashMap::new();
     let mut columns = EventColumns::default();
     let (mut event_ids, mut triggers, mut ordering_keys) = (Vec::new(), Vec::new(), Vec::new());
+    let mut claims = Vec::new();
     for (i, item) in batch.iter().enumerate() {
         let event = &item.event;
         let key = event
@@ -696,21 +720,42 @@ async fn append_in(conn: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Ap
                     event_ids.push(event.id);
                     triggers.push(delivery.trigger.as_str());
                     ordering_keys.push(delivery.ordering_key.as_deref());
+                    claims
+                        .push(lease.is_some() && delivery.claim && delivery.ordering_key.is_none());
                 }
             }
         }
     }
 
-    let inserted: HashSet<Uuid> = columns
-        .bind(sqlx::query_scalar::<_, Option<Uuid>>(sql::APPEND))
+    let rows = columns
+        .bind(sqlx::query(sql::APPEND))
         .bind(&event_ids)
         .bind(&triggers)
         .bind(&ordering_keys)
+        .bind(&claims)
+        .bind(lease_ms.map(|_| token))
+        .bind(lease_ms.unwrap_or(0))
         .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+        .await?;
+    let mut inserted: HashSet<Uuid> = HashSet::new();
+    let mut claimed = Vec::new();
+    for row in &rows {
+        let Some(event_id) = row.try_get::<Option<Uuid>, _>("event_id")? else {
+            continue;
+        };
+        let Some(delivery_id) = row.try_get::<Option<i64>, _>("delivery_id")? else {
+            inserted.insert(event_id);
+            continue;
+        };
+        claimed.push(Claimed {
+            lease: Lease { delivery_id, token },
+            trigger: row.try_get("trigger")?,
+            attempt: 1,
+            created_at: row.try_get("created_at")?,
+            claimed_at: row.try_get("claimed_at")?,
+            event: batch[seen_ids[&event_id]].event.clone(),
+        });
+    }
 
     let (names, keys): (Vec<&str>, Vec<&str>) = batch
         .iter()
@@ -752,5 +797,5 @@ async fn append_in(conn: &mut PgConnection, batch: &[NewEvent]) -> Result<Vec<Ap
         };
         results.push(result);
     }
-    Ok(results)
+    Ok((results, claimed))
 }

@@ -50,10 +50,13 @@ macro_rules! ordering_clear {
 
 /// Appends a batch in one statement, so that outside a transaction it is one round
 /// trip and one commit. `$1` to `$13` are the events' columns; a row whose id or
-/// dedupe key exists is skipped. `$14` to `$16` are the deliveries, inserted in array
+/// dedupe key exists is skipped. `$14` to `$17` are the deliveries, inserted in array
 /// order (so ids, and hence per-key order, follow the batch) for the events that were
-/// inserted. If any delivery was, other processes are signalled. Returns the ids of
-/// the inserted events, plus one NULL row when the signal went out.
+/// inserted; those flagged in `$17` are created claimed, under lease token `$18` for
+/// `$19` milliseconds. If a delivery was left pending, other processes are signalled.
+///
+/// Returns one row per inserted event (`event_id` only), one per claimed delivery
+/// (every column), and one row of NULLs when the signal went out.
 pub(super) const APPEND: &str = "
     WITH e AS (
         INSERT INTO switchyard.events (id, source_name, source, type, subject, time,
@@ -65,17 +68,29 @@ pub(super) const APPEND: &str = "
         ON CONFLICT DO NOTHING
         RETURNING id
     ), d AS (
-        INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key)
-        SELECT n.event_id, n.trigger, n.ordering_key
-        FROM UNNEST($14::uuid[], $15::text[], $16::text[])
-             WITH ORDINALITY AS n(event_id, trigger, ordering_key, position)
+        INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key, status, attempts,
+                                           lease_token, lease_expires_at, claimed_at)
+        SELECT n.event_id, n.trigger, n.ordering_key,
+               CASE WHEN n.claim THEN 'running' ELSE 'pending' END,
+               CASE WHEN n.claim THEN 1 ELSE 0 END,
+               CASE WHEN n.claim THEN $18::uuid END,
+               CASE WHEN n.claim THEN now() + $19 * interval '1 millisecond' END,
+               CASE WHEN n.claim THEN now() END
+        FROM UNNEST($14::uuid[], $15::text[], $16::text[], $17::bool[])
+             WITH ORDINALITY AS n(event_id, trigger, ordering_key, claim, position)
         WHERE n.event_id IN (SELECT id FROM e)
         ORDER BY n.position
-        RETURNING 1
+        RETURNING id, event_id, trigger, status, created_at, claimed_at
     )
-    SELECT id FROM e
+    SELECT id AS event_id, NULL::bigint AS delivery_id, NULL::text AS trigger,
+           NULL::timestamptz AS created_at, NULL::timestamptz AS claimed_at
+    FROM e
     UNION ALL
-    SELECT NULL FROM (SELECT pg_notify('switchyard_work', '') FROM d LIMIT 1) AS signal";
+    SELECT event_id, id, trigger, created_at, claimed_at FROM d WHERE status = 'running'
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL
+    FROM (SELECT pg_notify('switchyard_work', '') FROM d WHERE status = 'pending' LIMIT 1)
+         AS signal";
 
 /// The ids of the events holding the given `(source_name, dedupe_key)` pairs.
 pub(super) const FIND_ORIGINALS: &str = "

@@ -124,9 +124,23 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let mut tx = self.write().await?;
-        let results = append_in(&mut tx, batch).await?;
+        let (results, _) = append_in(&mut tx, batch, None).await?;
         tx.commit().await?;
         Ok(results)
+    }
+
+    async fn append_claiming(
+        &self,
+        batch: &[NewEvent],
+        lease: Duration,
+    ) -> Result<(Vec<Appended>, Vec<Claimed>)> {
+        if batch.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut tx = self.write().await?;
+        let appended = append_in(&mut tx, batch, Some(lease)).await?;
+        tx.commit().await?;
+        Ok(appended)
     }
 
     async fn claim(
@@ -363,7 +377,7 @@ impl Store for SqliteStore {
         }
         let mut ids = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            ids.push(insert_delivery(&mut tx, &id, delivery, replay_of, &now).await?);
+            ids.push(insert_delivery(&mut tx, &id, delivery, replay_of, None, &now).await?);
         }
         tx.commit().await?;
         Ok(ids)
@@ -505,7 +519,10 @@ impl Store for SqliteStore {
                 .await?;
         }
         let appended = match fire {
-            Some(fire) => append_in(&mut tx, std::slice::from_ref(fire)).await?.pop(),
+            Some(fire) => append_in(&mut tx, std::slice::from_ref(fire), None)
+                .await?
+                .0
+                .pop(),
             None => None,
         };
         sqlx::query(sql::ADVANCE_SCHEDULE)
@@ -548,7 +565,7 @@ impl Store for SqliteStore {
         position: &serde_json::Value,
     ) -> Result<Vec<Appended>> {
         let mut tx = self.write().await?;
-        let results = append_in(&mut tx, batch).await?;
+        let (results, _) = append_in(&mut tx, batch, None).await?;
         sqlx::query(sql::SAVE_POSITION)
             .bind(source)
             .bind(position.to_string())
@@ -658,8 +675,11 @@ impl Store for SqliteStore {
                 let delivery = NewDelivery {
                     trigger: old.try_get("trigger")?,
                     ordering_key: old.try_get("ordering_key")?,
+                    claim: false,
                 };
-                created.push(insert_delivery(&mut tx, &event_id, &delivery, Some(id), &now).await?);
+                created.push(
+                    insert_delivery(&mut tx, &event_id, &delivery, Some(id), None, &now).await?,
+                );
             }
         }
         tx.commit().await?;
@@ -707,11 +727,19 @@ impl Store for SqliteStore {
 }
 
 /// Inserts one pending delivery, runnable now. Returns its id.
+/// A lease that deliveries are created under, as columns: the token and its end.
+struct NewLease {
+    token: String,
+    expires_at: String,
+}
+
+/// Inserts a delivery: pending, or claimed under `lease`.
 async fn insert_delivery(
     conn: &mut SqliteConnection,
     event_id: &str,
     delivery: &NewDelivery,
     replay_of: Option<i64>,
+    lease: Option<&NewLease>,
     now: &str,
 ) -> Result<i64> {
     Ok(sqlx::query_scalar(sql::INSERT_DELIVERY)
@@ -720,14 +748,32 @@ async fn insert_delivery(
         .bind(&delivery.ordering_key)
         .bind(replay_of)
         .bind(now)
+        .bind(lease.map(|lease| &lease.token))
+        .bind(lease.map(|lease| &lease.expires_at))
         .fetch_one(conn)
         .await?)
 }
 
-/// The body of [`Store::append`], inside the caller's write transaction.
-async fn append_in(tx: &mut SqliteConnection, batch: &[NewEvent]) -> Result<Vec<Appended>> {
-    let now = timestamp(Utc::now());
+/// The body of [`Store::append_claiming`], inside the caller's write transaction.
+/// Without a `lease` every delivery is created pending.
+async fn append_in(
+    tx: &mut SqliteConnection,
+    batch: &[NewEvent],
+    lease: Option<Duration>,
+) -> Result<(Vec<Appended>, Vec<Claimed>)> {
+    let now_at = Utc::now();
+    let now = timestamp(now_at);
+    let token = Uuid::new_v4();
+    let new_lease = lease
+        .map(|lease| {
+            Ok::<_, StoreError>(NewLease {
+                token: uuid_text(token),
+                expires_at: timestamp(lease_end(now_at, lease)?),
+            })
+        })
+        .transpose()?;
     let mut results = Vec::with_capacity(batch.len());
+    let mut claimed = Vec::new();
     for item in batch {
         let event = &item.event;
         let id = uuid_text(event.id);
@@ -751,7 +797,20 @@ async fn append_in(tx: &mut SqliteConnection, batch: &[NewEvent]) -> Result<Vec<
             == 1;
         if inserted {
             for delivery in &item.deliveries {
-                insert_delivery(tx, &id, delivery, None, &now).await?;
+                let lease = new_lease
+                    .as_ref()
+                    .filter(|_| delivery.claim && delivery.ordering_key.is_none());
+                let delivery_id = insert_delivery(tx, &id, delivery, None, lease, &now).await?;
+                if lease.is_some() {
+                    claimed.push(Claimed {
+                        lease: Lease { delivery_id, token },
+                        trigger: delivery.trigger.clone(),
+                        attempt: 1,
+                        created_at: now_at,
+                        claimed_at: now_at,
+                        event: event.clone(),
+                    });
+                }
             }
             results.push(Appended::Created(event.id));
             continue;
@@ -771,5 +830,5 @@ async fn append_in(tx: &mut SqliteConnection, batch: &[NewEvent]) -> Result<Vec<
         let original = original.as_deref().map(parse_uuid).transpose()?;
         results.push(Appended::Duplicate(original.unwrap_or(event.id)));
     }
-    Ok(results)
+    Ok((results, claimed))
 }

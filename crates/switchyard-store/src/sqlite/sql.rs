@@ -47,11 +47,16 @@ pub(super) const FIND_ORIGINAL: &str =
 
 pub(super) const EVENT_EXISTS: &str = "SELECT 1 FROM events WHERE id = ?1";
 
-/// `?5` is now. Returns the new id.
+/// `?5` is now. With a lease token `?6` and lease end `?7` the delivery is created
+/// claimed (running, attempt 1); without, pending. Returns the new id.
 pub(super) const INSERT_DELIVERY: &str = "
     INSERT INTO deliveries (event_id, trigger, ordering_key, replay_of, run_at, created_at,
-                            updated_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)
+                            updated_at, status, attempts, lease_token, lease_expires_at,
+                            claimed_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5,
+            CASE WHEN ?6 IS NULL THEN 'pending' ELSE 'running' END,
+            CASE WHEN ?6 IS NULL THEN 0 ELSE 1 END,
+            ?6, ?7, CASE WHEN ?6 IS NULL THEN NULL ELSE ?5 END)
     RETURNING id";
 
 /// `?1` token, `?2` lease end, `?3` now, `?4` triggers (JSON), `?5` limit.

@@ -397,10 +397,12 @@ pub async fn add_deliveries_to_an_existing_event(store: Arc<dyn Store>) {
         NewDelivery {
             trigger: "t1".to_owned(),
             ordering_key: Some("k".to_owned()),
+            claim: false,
         },
         NewDelivery {
             trigger: "t2".to_owned(),
             ordering_key: None,
+            claim: false,
         },
     ];
     let ids = store.add_deliveries(e.id, &wanted, Some(99)).await.unwrap();

@@ -98,6 +98,93 @@ pub async fn append_round_trips_every_event_field(store: Arc<dyn Store>) {
     assert_eq!(detail.received_at, full.received_at);
 }
 
+pub async fn append_claiming_creates_claimed_deliveries(store: Arc<dyn Store>) {
+    let first = event("s", "x").with_dedupe_key("k");
+    let duplicate = event("s", "x").with_dedupe_key("k");
+    let mut item = to(&first, &["now", "later"]);
+    item.deliveries[0].claim = true;
+    let mut ordered = keyed(&first, "ordered", "key-1");
+    ordered.deliveries[0].claim = true;
+    item.deliveries.extend(ordered.deliveries);
+    let mut again = to(&duplicate, &["now"]);
+    again.deliveries[0].claim = true;
+
+    let (appended, claimed) = store
+        .append_claiming(&[item, again], SHORT_LEASE * 200)
+        .await
+        .unwrap();
+    assert_eq!(
+        appended,
+        vec![Appended::Created(first.id), Appended::Duplicate(first.id)]
+    );
+    assert_eq!(
+        claimed.len(),
+        1,
+        "only the unordered delivery of the new event"
+    );
+    let handed = &claimed[0];
+    assert_eq!((handed.trigger.as_str(), handed.attempt), ("now", 1));
+    assert_eq!(handed.event, first);
+    assert!(handed.claimed_at >= handed.created_at);
+
+    assert!(
+        claim(&store, &["now"], 10).await.is_empty(),
+        "a delivery claimed on append is not claimed again"
+    );
+    let queued = claim(&store, &["later", "ordered"], 10).await;
+    let mut triggers: Vec<&str> = queued.iter().map(|c| c.trigger.as_str()).collect();
+    triggers.sort_unstable();
+    assert_eq!(
+        triggers,
+        vec!["later", "ordered"],
+        "unmarked and ordered deliveries stay pending"
+    );
+
+    assert_eq!(
+        store.heartbeat(&[handed.lease], LEASE).await.unwrap(),
+        1,
+        "the lease is live"
+    );
+    let accepted = store
+        .finish(&[finished(handed, AttemptOutcome::Succeeded, None, None)])
+        .await
+        .unwrap();
+    assert_eq!(accepted, vec![true]);
+    let delivery = store
+        .get_delivery(handed.lease.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            delivery.status,
+            delivery.attempts,
+            delivery.attempt_log.len()
+        ),
+        (DeliveryStatus::Succeeded, 1, 1)
+    );
+
+    // Released (shutdown before it started), it is an ordinary pending delivery.
+    let second = event("s", "x");
+    let mut item = to(&second, &["now"]);
+    item.deliveries[0].claim = true;
+    let (_, claimed) = store.append_claiming(&[item], LEASE).await.unwrap();
+    assert_eq!(store.release(&[claimed[0].lease]).await.unwrap(), 1);
+    let reclaimed = claim_one(&store, "now").await;
+    assert_eq!(reclaimed.lease.delivery_id, claimed[0].lease.delivery_id);
+    assert_eq!(reclaimed.attempt, 1, "a released delivery lost no attempt");
+
+    // Plain `append` ignores the mark.
+    let third = event("s", "x");
+    let mut item = to(&third, &["now"]);
+    item.deliveries[0].claim = true;
+    store.append(&[item]).await.unwrap();
+    assert_eq!(
+        event_ids(&claim(&store, &["now"], 10).await),
+        vec![third.id]
+    );
+}
+
 pub async fn claim_respects_triggers_and_limit(store: Arc<dyn Store>) {
     let (a1, b, a2) = (event("s", "x"), event("s", "x"), event("s", "x"));
     store

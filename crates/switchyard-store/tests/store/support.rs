@@ -31,6 +31,7 @@ pub fn to(event: &Event, triggers: &[&str]) -> NewEvent {
             .map(|trigger| NewDelivery {
                 trigger: (*trigger).to_owned(),
                 ordering_key: None,
+                claim: false,
             })
             .collect(),
     }
@@ -42,6 +43,7 @@ pub fn keyed(event: &Event, trigger: &str, key: &str) -> NewEvent {
         deliveries: vec![NewDelivery {
             trigger: trigger.to_owned(),
             ordering_key: Some(key.to_owned()),
+            claim: false,
         }],
     }
 }

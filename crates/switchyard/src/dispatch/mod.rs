@@ -8,14 +8,18 @@
 //! - a reclaim task returns deliveries whose holder died (expired leases) to the queue;
 //! - a completer task records results in batched, fenced transactions.
 //!
-//! Wake-ups come from the in-process [`Notify`] (local ingress), from the store
-//! (Postgres LISTEN/NOTIFY) and, as the safety net, from polling.
+//! Deliveries that local ingress claimed as it appended them arrive on a channel
+//! instead (see [`handoff`]). Wake-ups come from the in-process [`Notify`] (local
+//! ingress), from the store (Postgres LISTEN/NOTIFY) and, as the safety net, from
+//! polling.
 
 mod attempt;
 mod completer;
+mod handoff;
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,14 +29,15 @@ use futures::stream::FuturesUnordered;
 use switchyard_core::RetryPolicy;
 use switchyard_core::config::DispatcherConfig;
 use switchyard_store::{AttemptOutcome, Claimed, Finished, Lease, Store, StoreError};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use attempt::Verdict;
 use completer::Completer;
+use handoff::Handed;
 
 use crate::HandlerError;
 use crate::handler::{Context, Handler, Resources};
@@ -105,6 +110,14 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     resources: Arc<Resources>,
     in_flight: Mutex<HashSet<Lease>>,
+    /// Handler slots of this process (`dispatcher.concurrency`), shared by claims and
+    /// handoffs.
+    global: Arc<Semaphore>,
+    /// Whether the run loop takes handoffs.
+    accepting: AtomicBool,
+    handoffs: mpsc::UnboundedSender<Handed>,
+    /// Taken by [`Dispatcher::start`].
+    handed: Mutex<Option<mpsc::UnboundedReceiver<Handed>>>,
 }
 
 impl Dispatcher {
@@ -122,26 +135,54 @@ impl Dispatcher {
             .collect();
         let mut trigger_names: Vec<String> = triggers.keys().cloned().collect();
         trigger_names.sort();
+        let (handoffs, handed) = mpsc::unbounded_channel();
         Self {
             store,
             triggers,
             trigger_names,
+            global: Arc::new(Semaphore::new(settings.concurrency as usize)),
             settings,
             wake,
             metrics,
             resources,
             in_flight: Mutex::new(HashSet::new()),
+            accepting: AtomicBool::new(false),
+            handoffs,
+            handed: Mutex::new(Some(handed)),
         }
     }
 
-    fn lease(&self) -> Duration {
+    /// How long a claim holds a delivery before another process may take it, unless
+    /// heartbeats extend it.
+    pub fn lease(&self) -> Duration {
         self.settings.lease.get()
     }
 
-    /// Runs until `shutdown` fires, then drains: in-flight deliveries get
-    /// `shutdown_grace` to finish, deliveries not yet started are released at once,
-    /// and whatever is still running after the grace is cancelled and released.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Starts the run loop on a task of its own. From then on, ingress hands it the
+    /// deliveries it claims. It runs until `shutdown` fires, then drains: in-flight
+    /// deliveries get `shutdown_grace` to finish, deliveries not yet started are
+    /// released at once, and whatever is still running after the grace is cancelled
+    /// and released.
+    ///
+    /// # Panics
+    /// When called a second time.
+    pub fn start(self: Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
+        let handed = self
+            .handed
+            .lock()
+            .expect("handoff lock")
+            .take()
+            .expect("a dispatcher starts once");
+        self.accepting
+            .store(!self.triggers.is_empty(), Ordering::Release);
+        tokio::spawn(self.run(shutdown, handed))
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+        mut handed: mpsc::UnboundedReceiver<Handed>,
+    ) {
         if self.triggers.is_empty() {
             shutdown.cancelled().await;
             return;
@@ -156,25 +197,27 @@ impl Dispatcher {
             background.clone(),
         ));
 
-        let global = Arc::new(Semaphore::new(self.settings.concurrency as usize));
+        let global = self.global.clone();
         let handlers_cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let spawn = |tasks: &mut JoinSet<()>, claimed: Vec<Claimed>, mut permits: Vec<_>| {
-            for delivery in claimed {
-                let permit = permits
-                    .pop()
-                    .expect("claimed no more than the permits held");
-                self.track(delivery.lease);
-                let this = self.clone();
-                let completer = completer.clone();
-                let shutdown = shutdown.clone();
-                let cancel = handlers_cancel.child_token();
-                tasks.spawn(async move {
-                    this.deliver(delivery, permit, completer, shutdown, cancel)
-                        .await
-                });
-            }
-        };
+        let spawn =
+            |tasks: &mut JoinSet<()>, claimed: Vec<Claimed>, mut permits: Vec<_>, via: &str| {
+                for delivery in claimed {
+                    self.metrics.delivery_claimed(&delivery.trigger, via);
+                    let permit = permits
+                        .pop()
+                        .expect("claimed no more than the permits held");
+                    self.track(delivery.lease);
+                    let this = self.clone();
+                    let completer = completer.clone();
+                    let shutdown = shutdown.clone();
+                    let cancel = handlers_cancel.child_token();
+                    tasks.spawn(async move {
+                        this.deliver(delivery, permit, completer, shutdown, cancel)
+                            .await
+                    });
+                }
+            };
 
         let mut claims: FuturesUnordered<ClaimFuture> = FuturesUnordered::new();
         // Slots that claims in flight may fill.
@@ -187,7 +230,10 @@ impl Dispatcher {
         loop {
             while tasks.try_join_next().is_some() {}
             if drained && claims.is_empty() {
-                self.idle(&self.open_triggers(), &shutdown).await;
+                self.idle(&self.open_triggers(), &shutdown, &mut handed, |h| {
+                    spawn(&mut tasks, h.claimed, h.permits, "append");
+                })
+                .await;
                 drained = false;
                 if shutdown.is_cancelled() {
                     break;
@@ -209,7 +255,7 @@ impl Dispatcher {
                         Ok(claimed) => {
                             failures = 0;
                             drained = claimed.len() < claim.wanted;
-                            spawn(&mut tasks, claimed, claim.permits);
+                            spawn(&mut tasks, claimed, claim.permits, "queue");
                         }
                         Err(error) => {
                             failures += 1;
@@ -218,6 +264,9 @@ impl Dispatcher {
                             paused_until = Some(Instant::now() + pause);
                         }
                     }
+                }
+                Some(Handed { claimed, permits }) = handed.recv() => {
+                    spawn(&mut tasks, claimed, permits, "append");
                 }
                 () = sleep_until(paused_until), if paused_until.is_some() => paused_until = None,
                 mut permits = gather(&global, least), if may_claim => {
@@ -247,7 +296,15 @@ impl Dispatcher {
                 }
             }
         }
-        // Claims already sent may still take leases; hand those back with the rest.
+        // Claims already sent may still take leases, and handoffs may be queued; hand
+        // those back with the rest. Handoffs that come later are released by ingress.
+        self.accepting.store(false, Ordering::Release);
+        handed.close();
+        while let Some(Handed { claimed, .. }) = handed.recv().await {
+            for delivery in claimed {
+                self.track(delivery.lease);
+            }
+        }
         while let Some((_, result)) = claims.next().await {
             if let Ok(claimed) = result {
                 for delivery in claimed {
@@ -303,8 +360,15 @@ impl Dispatcher {
     }
 
     /// Waits for a reason to claim again: local ingress, a store notification, the
-    /// next scheduled retry, the poll interval, or shutdown.
-    async fn idle(&self, open: &[String], shutdown: &CancellationToken) {
+    /// next scheduled retry, the poll interval, or shutdown. Meanwhile, deliveries
+    /// handed off by ingress are started with `start`; they need no claim.
+    async fn idle(
+        &self,
+        open: &[String],
+        shutdown: &CancellationToken,
+        handed: &mut mpsc::UnboundedReceiver<Handed>,
+        mut start: impl FnMut(Handed),
+    ) {
         let poll = self.settings.poll_interval.get();
         let mut wait = poll;
         if !open.is_empty()
@@ -312,10 +376,14 @@ impl Dispatcher {
         {
             wait = wait.min((next - Utc::now()).to_std().unwrap_or(Duration::ZERO));
         }
-        tokio::select! {
-            () = self.wake.notified() => {}
-            () = tokio::time::sleep(wait) => {}
-            () = shutdown.cancelled() => {}
+        let until = Instant::now() + wait;
+        loop {
+            tokio::select! {
+                () = self.wake.notified() => return,
+                () = tokio::time::sleep_until(until) => return,
+                () = shutdown.cancelled() => return,
+                Some(handed) = handed.recv() => start(handed),
+            }
         }
     }
 
