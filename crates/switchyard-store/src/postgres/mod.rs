@@ -27,9 +27,9 @@ use self::columns::EventColumns;
 use crate::migrations;
 use crate::rows::{self, LEASE_EXPIRED};
 use crate::{
-    Appended, Claimed, DeadLetter, DeadQuery, DeliveryDetail, DeliveryStatus, EventDetail,
-    EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats, RejectedInput,
-    Result, Store, StoreError,
+    Appended, Claimed, DeadLetter, DeadQuery, DeliveryDetail, EventDetail, EventQuery,
+    EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats, RejectedInput, Result, Store,
+    StoreError,
 };
 
 /// The store on a Postgres database, in its `switchyard` schema.
@@ -172,8 +172,8 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    /// One statement updates every delivery whose lease is still held and records
-    /// those attempts; a `NOTIFY` follows when a delivery became pending again or
+    /// One statement updates every delivery whose lease is still held, records those
+    /// attempts and signals other processes when a delivery became pending again or
     /// finished one of an ordering key (which may unblock the key's next delivery).
     async fn finish(&self, results: &[Finished]) -> Result<Vec<bool>> {
         if results.is_empty() {
@@ -198,8 +198,9 @@ impl Store for PostgresStore {
             outcomes.push(result.outcome.as_str());
         }
 
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(sql::FINISH)
+        // One statement, so no transaction block: as with `append`, `fetch_all` returns
+        // only after the implicit commit.
+        let positions: Vec<Option<i64>> = sqlx::query_scalar(sql::FINISH)
             .bind(ids)
             .bind(tokens)
             .bind(statuses)
@@ -208,15 +209,10 @@ impl Store for PostgresStore {
             .bind(started_ats)
             .bind(durations)
             .bind(outcomes)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
         let mut accepted = vec![false; results.len()];
-        let mut wake = false;
-        for row in &updated {
-            let position: i64 = row.try_get("position")?;
-            let status: String = row.try_get("status")?;
-            let ordering_key: Option<String> = row.try_get("ordering_key")?;
-            wake |= status == DeliveryStatus::Pending.as_str() || ordering_key.is_some();
+        for position in positions.into_iter().flatten() {
             if let Some(slot) = usize::try_from(position - 1)
                 .ok()
                 .and_then(|i| accepted.get_mut(i))
@@ -224,10 +220,6 @@ impl Store for PostgresStore {
                 *slot = true;
             }
         }
-        if wake {
-            sqlx::query(sql::NOTIFY_WORK).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
 
         for (result, &ok) in results.iter().zip(&accepted) {
             if !ok {

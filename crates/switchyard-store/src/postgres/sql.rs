@@ -133,8 +133,13 @@ pub(super) const HEARTBEAT: &str = "
     WHERE d.id = l.id AND d.lease_token = l.token AND d.status = 'running'";
 
 /// Moves every delivery whose lease is still held and records those attempts, in one
-/// statement. The attempt number is the one the fenced row holds, which is the one its
-/// claim handed out. Returns the input positions (from 1) that were accepted.
+/// statement, so that outside a transaction it is one round trip and one commit. The
+/// attempt number is the one the fenced row holds, which is the one its claim handed
+/// out. If a delivery became pending again (a retry) or was one of an ordering key
+/// (whose next delivery may now run), other processes are signalled.
+///
+/// Returns the input positions (from 1) that were accepted, plus one row of NULLs
+/// when the signal went out.
 pub(super) const FINISH: &str = "
     WITH r AS (
         SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
@@ -155,7 +160,11 @@ pub(super) const FINISH: &str = "
         FROM u JOIN r ON r.position = u.position
         ON CONFLICT DO NOTHING
     )
-    SELECT position, status, ordering_key FROM u";
+    SELECT position FROM u
+    UNION ALL
+    SELECT NULL
+    FROM (SELECT pg_notify('switchyard_work', '') FROM u
+          WHERE u.status = 'pending' OR u.ordering_key IS NOT NULL LIMIT 1) AS signal";
 
 pub(super) const RELEASE: &str = "
     UPDATE switchyard.deliveries d
