@@ -147,12 +147,14 @@ impl Writer {
                 if pending {
                     self.wake.notify_one();
                 }
-                self.dispatcher.hand_off(claimed, reservation).await;
                 for (reply, result) in replies.into_iter().zip(results) {
                     // The submitter may have gone away (client disconnected); the
                     // event is committed either way.
                     let _ = reply.send(Ok(result));
                 }
+                // Answer first: a handler must not get ahead of the acknowledgement
+                // of its own event (one that takes the process down would lose it).
+                self.dispatcher.hand_off(claimed, reservation).await;
             }
             Err(error) => {
                 tracing::warn!(%error, events = events.len(), "could not commit events");

@@ -126,11 +126,12 @@ pub(super) const CLAIM: &str = concat!(
     ORDER BY u.run_at, u.id"
 );
 
+/// Fenced by the lease token alone, like [`FINISH`].
 pub(super) const HEARTBEAT: &str = "
     UPDATE switchyard.deliveries d
     SET lease_expires_at = now() + $3 * interval '1 millisecond'
     FROM UNNEST($1::bigint[], $2::uuid[]) AS l(id, token)
-    WHERE d.id = l.id AND d.lease_token = l.token AND d.status = 'running'";
+    WHERE d.id = l.id AND d.lease_token = l.token";
 
 /// Moves every delivery whose lease is still held and records those attempts, in one
 /// statement, so that outside a transaction it is one round trip and one commit. The
@@ -138,26 +139,32 @@ pub(super) const HEARTBEAT: &str = "
 /// out. If a delivery became pending again (a retry) or was one of an ordering key
 /// (whose next delivery may now run), other processes are signalled.
 ///
+/// The fence is the lease token alone: a delivery has one exactly while it is
+/// `running` (every statement that moves a delivery out of `running` clears it). A
+/// `status = 'running'` condition would say nothing more, and the planner would take
+/// its estimate from statistics gathered when nothing was running (a freshly filled
+/// queue): it then scanned the whole table for every batch (40 ms against 5 ms per
+/// 256 at the start of a drain) instead of looking each id up in the primary key.
+///
 /// Returns the input positions (from 1) that were accepted, plus one row of NULLs
 /// when the signal went out.
 pub(super) const FINISH: &str = "
-    WITH r AS (
-        SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
-                             $6::timestamptz[], $7::bigint[], $8::text[])
-            WITH ORDINALITY
-            AS r(id, token, status, run_at, error, started_at, duration_ms, outcome, position)
-    ), u AS (
+    WITH u AS (
         UPDATE switchyard.deliveries d
         SET status = r.status,
             run_at = CASE WHEN r.status = 'pending' THEN coalesce(r.run_at, now()) ELSE d.run_at END,
             last_error = r.error, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-        FROM r
-        WHERE d.id = r.id AND d.lease_token = r.token AND d.status = 'running'
-        RETURNING r.position, d.id, d.attempts, d.status, d.ordering_key
+        FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[])
+             WITH ORDINALITY AS r(id, token, status, run_at, error, position)
+        WHERE d.id = r.id AND d.lease_token = r.token
+        RETURNING r.position, r.error, d.id, d.attempts, d.status, d.ordering_key
     ), recorded AS (
         INSERT INTO switchyard.attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
-        SELECT u.id, u.attempts, r.started_at, r.duration_ms, r.outcome, r.error
-        FROM u JOIN r ON r.position = u.position
+        SELECT u.id, u.attempts, a.started_at, a.duration_ms, a.outcome, u.error
+        FROM u
+        JOIN UNNEST($6::timestamptz[], $7::bigint[], $8::text[])
+             WITH ORDINALITY AS a(started_at, duration_ms, outcome, position)
+          ON a.position = u.position
         ON CONFLICT DO NOTHING
     )
     SELECT position FROM u
@@ -166,12 +173,13 @@ pub(super) const FINISH: &str = "
     FROM (SELECT pg_notify('switchyard_work', '') FROM u
           WHERE u.status = 'pending' OR u.ordering_key IS NOT NULL LIMIT 1) AS signal";
 
+/// Fenced by the lease token alone, like [`FINISH`].
 pub(super) const RELEASE: &str = "
     UPDATE switchyard.deliveries d
     SET status = 'pending', attempts = d.attempts - 1, lease_token = NULL, lease_expires_at = NULL,
         updated_at = now()
     FROM UNNEST($1::bigint[], $2::uuid[]) AS l(id, token)
-    WHERE d.id = l.id AND d.lease_token = l.token AND d.status = 'running'";
+    WHERE d.id = l.id AND d.lease_token = l.token";
 
 /// `$1` is the error recorded on the abandoned attempts. Returns how many.
 pub(super) const RECLAIM_EXPIRED: &str = "
