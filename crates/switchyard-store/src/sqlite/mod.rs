@@ -726,14 +726,13 @@ impl Store for SqliteStore {
     }
 }
 
-/// Inserts one pending delivery, runnable now. Returns its id.
 /// A lease that deliveries are created under, as columns: the token and its end.
 struct NewLease {
     token: String,
     expires_at: String,
 }
 
-/// Inserts a delivery: pending, or claimed under `lease`.
+/// Inserts a delivery, runnable now: pending, or claimed under `lease`. Returns its id.
 async fn insert_delivery(
     conn: &mut SqliteConnection,
     event_id: &str,
