@@ -12,7 +12,7 @@ use switchyard_store::{AttemptOutcome, DeadQuery, DeliveryStatus, EventQuery, St
 use uuid::Uuid;
 
 use crate::both_backends;
-use crate::support::{Backend, client, eventually, fresh_store_url, post_json, start};
+use crate::support::{Backend, eventually, fresh_store_url, metrics, post_json, start};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -355,14 +355,7 @@ triggers:
 
 /// `switchyard_deliveries_claimed_total` for one trigger and way of claiming.
 async fn claimed_via(addr: std::net::SocketAddr, trigger: &str, via: &str) -> u64 {
-    let text = client()
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(addr).await;
     let series =
         format!("switchyard_deliveries_claimed_total{{trigger=\"{trigger}\",via=\"{via}\"}} ");
     text.lines()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard::Engine;
 
-use crate::support::{Backend, client, eventually, fresh_store_url, post_json};
+use crate::support::{Backend, client, eventually, fresh_store_url, metrics, post_json};
 
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 const GITHUB_SIGNATURE: &str =
@@ -194,14 +194,7 @@ async fn health_metrics_and_admin_api() {
         .unwrap();
     assert_eq!(replay.status(), 202);
 
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(engine.local_addr()).await;
     for name in [
         "switchyard_events_received_total{source=\"open\"} 1",
         "switchyard_deliveries_total{trigger=\"log-open\",outcome=\"succeeded\"}",

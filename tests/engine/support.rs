@@ -77,6 +77,18 @@ pub async fn post_json(
     request.send().await.expect("request sent")
 }
 
+/// The text of the engine's `/metrics`.
+pub async fn metrics(addr: SocketAddr) -> String {
+    client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("request sent")
+        .text()
+        .await
+        .expect("a text body")
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `limit`. This bounds
 /// a wait; it does not assert anything about timing.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
