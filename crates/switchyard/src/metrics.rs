@@ -174,14 +174,15 @@ impl Metrics {
             .inc();
     }
 
-    /// `via` is `append` or `queue`; see [`Metrics::new`].
-    pub fn delivery_claimed(&self, trigger: &str, via: &str) {
+    /// `count` deliveries of `trigger` claimed; `via` is `append` or `queue` (see
+    /// [`Metrics::new`]).
+    pub fn deliveries_claimed(&self, trigger: &str, via: &str, count: u64) {
         self.claims
             .get_or_create(&ClaimLabels {
                 trigger: trigger.to_owned(),
                 via: via.to_owned(),
             })
-            .inc();
+            .inc_by(count);
     }
 
     pub fn attempt_finished(&self, trigger: &str, outcome: &str, seconds: f64) {

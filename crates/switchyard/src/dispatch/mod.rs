@@ -202,8 +202,14 @@ impl Dispatcher {
         let mut tasks = JoinSet::new();
         let spawn =
             |tasks: &mut JoinSet<()>, claimed: Vec<Claimed>, mut permits: Vec<_>, via: &str| {
+                let mut per_trigger: HashMap<&str, u64> = HashMap::new();
+                for delivery in &claimed {
+                    *per_trigger.entry(delivery.trigger.as_str()).or_default() += 1;
+                }
+                for (trigger, count) in per_trigger {
+                    self.metrics.deliveries_claimed(trigger, via, count);
+                }
                 for delivery in claimed {
-                    self.metrics.delivery_claimed(&delivery.trigger, via);
                     let permit = permits
                         .pop()
                         .expect("claimed no more than the permits held");
