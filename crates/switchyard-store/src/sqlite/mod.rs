@@ -14,6 +14,7 @@ mod columns;
 mod sql;
 
 use std::collections::{HashMap, HashSet};
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 use switchyard_core::Event;
 use switchyard_core::config::redact_url;
+use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 use self::columns::{
@@ -46,9 +48,44 @@ use crate::{
 /// order, so the next `FULL` commit on another connection (the `finish` that records
 /// an attempt, say) syncs the claim with it. A power loss can forget a claim whose
 /// attempt was not recorded; that delivery is pending again and runs again.
+///
+/// Every write in this process first takes the store's write gate, so writers queue
+/// on it in order and each starts the moment the one before it ends. Left to SQLite,
+/// a writer that finds the file locked sleeps in its busy handler (1, 2, 5, 10 ms and
+/// up between tries) however soon the lock is free; a claim and a finish racing for
+/// the lock stalled a drain that way. Other processes still wait on `busy_timeout`.
 pub struct SqliteStore {
     pool: SqlitePool,
     leases: SqlitePool,
+    gate: Mutex<()>,
+}
+
+/// A write transaction: it holds SQLite's write lock from its first statement and the
+/// store's write gate until it ends. Dereferences to its connection.
+struct Write<'a> {
+    tx: Transaction<'static, Sqlite>,
+    _gate: MutexGuard<'a, ()>,
+}
+
+impl Write<'_> {
+    async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Deref for Write<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Write<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 impl SqliteStore {
@@ -83,6 +120,7 @@ impl SqliteStore {
             return Ok(Self {
                 leases: pool.clone(),
                 pool,
+                gate: Mutex::new(()),
             });
         }
         let pool = SqlitePoolOptions::new()
@@ -94,12 +132,25 @@ impl SqliteStore {
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
-        Ok(Self { pool, leases })
+        Ok(Self {
+            pool,
+            leases,
+            gate: Mutex::new(()),
+        })
     }
 
-    /// Starts a transaction that holds the write lock from its first statement.
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with(sql::BEGIN_WRITE).await?)
+    /// Starts a write transaction on the main pool.
+    async fn write(&self) -> Result<Write<'_>> {
+        self.write_on(&self.pool).await
+    }
+
+    /// Starts a write transaction on `pool`, once this process's earlier writes are done.
+    async fn write_on(&self, pool: &SqlitePool) -> Result<Write<'_>> {
+        let gate = self.gate.lock().await;
+        Ok(Write {
+            tx: pool.begin_with(sql::BEGIN_WRITE).await?,
+            _gate: gate,
+        })
     }
 }
 
@@ -154,6 +205,7 @@ impl Store for SqliteStore {
         }
         let now = Utc::now();
         let token = Uuid::new_v4();
+        let gate = self.gate.lock().await;
         let claimed = sqlx::query(sql::CLAIM)
             .bind(uuid_text(token))
             .bind(timestamp(lease_end(now, lease)?))
@@ -162,6 +214,7 @@ impl Store for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.leases)
             .await?;
+        drop(gate);
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
@@ -212,7 +265,7 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let expires = timestamp(lease_end(Utc::now(), lease)?);
-        let mut tx = self.leases.begin_with(sql::BEGIN_WRITE).await?;
+        let mut tx = self.write_on(&self.leases).await?;
         let mut extended = 0;
         for held in leases {
             extended += sqlx::query(sql::HEARTBEAT)
@@ -583,6 +636,7 @@ impl Store for SqliteStore {
         reason: &str,
         body: &str,
     ) -> Result<bool> {
+        let _gate = self.gate.lock().await;
         let done = sqlx::query(sql::REJECT_INPUT)
             .bind(source)
             .bind(input_id)
@@ -687,6 +741,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_dead(&self, query: &DeadQuery) -> Result<u64> {
+        let _gate = self.gate.lock().await;
         let done = sqlx::query(sql::PURGE_DEAD)
             .bind(query.trigger.as_deref())
             .bind(query.since.map(timestamp))
