@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use switchyard_core::Event;
 use switchyard_store::{AttemptOutcome, DeliveryStatus, EventQuery, NewDelivery, NewEvent, Store};
 
-use crate::support::{Backend, eventually, fresh_store_url, open, post_json};
+use crate::support::{Backend, eventually, fresh_store, open, post_json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -116,7 +116,7 @@ async fn statuses(store: &dyn Store) -> Vec<(DeliveryStatus, Vec<AttemptOutcome>
 
 async fn kill_mid_handler_then_restart(backend: Backend) {
     let dir = Workdir::new();
-    let store_url = fresh_store_url(backend).await;
+    let store_url = fresh_store(backend).await;
     let port = free_port();
     let config = dir.config(
         &store_url,
@@ -191,7 +191,7 @@ triggers:
 async fn two_processes_drain_a_backlog_without_doubles(backend: Backend) {
     const EVENTS: usize = 200;
     let dir = Workdir::new();
-    let store_url = fresh_store_url(backend).await;
+    let store_url = fresh_store(backend).await;
     let marks = dir.0.join("handled.log");
     let store = open(&store_url).await;
     let backlog: Vec<NewEvent> = (0..EVENTS)
@@ -282,7 +282,7 @@ async fn cli_validate_send_events_and_dlq() {
         "{stderr}"
     );
 
-    let store_url = fresh_store_url(Backend::Sqlite).await;
+    let store_url = fresh_store(Backend::Sqlite).await;
     let config = dir.config(
         &store_url,
         free_port(),
@@ -362,7 +362,7 @@ async fn cli_validate_send_events_and_dlq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_kills_its_worker_is_dead_lettered() {
     let dir = Workdir::new();
-    let store_url = fresh_store_url(Backend::Sqlite).await;
+    let store_url = fresh_store(Backend::Sqlite).await;
     let port = free_port();
     let config = dir.config(
         &store_url,

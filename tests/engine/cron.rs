@@ -9,7 +9,7 @@ use serde_json::Value;
 use switchyard_store::{EventQuery, Store};
 
 use crate::crash::{Workdir, cli, free_port, spawn, wait_ready};
-use crate::support::{Backend, eventually, fresh_store_url, open};
+use crate::support::{Backend, eventually, fresh_store, open};
 
 /// The scheduled times of every tick in the log, oldest first, with duplicates kept.
 async fn ticks(store: &dyn Store) -> Vec<DateTime<Utc>> {
@@ -56,7 +56,7 @@ triggers:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_fire_each_second_exactly_once_even_when_one_dies() {
     let dir = Workdir::new();
-    let store_url = fresh_store_url(Backend::Postgres).await;
+    let store_url = fresh_store(Backend::Postgres).await;
     let yaml = SCHEDULE.replace("CATCH_UP", "all");
     let a_config = dir.config_named("a.yaml", &store_url, free_port(), &yaml);
     let b_config = dir.config_named("b.yaml", &store_url, free_port(), &yaml);
@@ -84,7 +84,7 @@ async fn two_processes_fire_each_second_exactly_once_even_when_one_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_catches_up_every_missed_fire_on_sqlite() {
     let dir = Workdir::new();
-    let store_url = fresh_store_url(Backend::Sqlite).await;
+    let store_url = fresh_store(Backend::Sqlite).await;
     let port = free_port();
     let config = dir.config(&store_url, port, &SCHEDULE.replace("CATCH_UP", "all"));
     let store = open(&store_url).await;
@@ -117,7 +117,7 @@ async fn a_restart_catches_up_every_missed_fire_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_none_records_every_skipped_fire() {
     let dir = Workdir::new();
-    let store_url = fresh_store_url(Backend::Sqlite).await;
+    let store_url = fresh_store(Backend::Sqlite).await;
     let port = free_port();
     let config = dir.config(&store_url, port, &SCHEDULE.replace("CATCH_UP", "none"));
     let store = open(&store_url).await;

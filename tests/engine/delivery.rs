@@ -12,7 +12,7 @@ use switchyard_store::{AttemptOutcome, DeadQuery, DeliveryStatus, EventQuery, St
 use uuid::Uuid;
 
 use crate::both_backends;
-use crate::support::{Backend, eventually, fresh_store_url, metrics, post_json, start};
+use crate::support::{Backend, eventually, fresh_store, metrics, post_json, start};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -95,10 +95,11 @@ triggers:
 
 async fn post_runs_the_handler_once_with_the_envelope(backend: Backend) {
     let seen = Seen::default();
+    let store = fresh_store(backend).await;
     let engine = start(
         Engine::from_cli().handler("record", recorder(&seen)),
         ONE_TRIGGER,
-        &fresh_store_url(backend).await,
+        &store,
     )
     .await;
     let response = post_json(
@@ -136,10 +137,11 @@ async fn post_runs_the_handler_once_with_the_envelope(backend: Backend) {
 
 async fn a_duplicate_post_makes_one_event(backend: Backend) {
     let seen = Seen::default();
+    let store = fresh_store(backend).await;
     let engine = start(
         Engine::from_cli().handler("record", recorder(&seen)),
         ONE_TRIGGER,
-        &fresh_store_url(backend).await,
+        &store,
     )
     .await;
     let key = [("Idempotency-Key", "order-77")];
@@ -190,10 +192,11 @@ fn flaky(failures: u32, fatal: bool) -> (impl switchyard::Handler, Arc<AtomicU32
 
 async fn failing_twice_then_succeeding_records_three_attempts(backend: Backend) {
     let (handler, calls) = flaky(2, false);
+    let store = fresh_store(backend).await;
     let engine = start(
         Engine::from_cli().handler("record", handler),
         ONE_TRIGGER,
-        &fresh_store_url(backend).await,
+        &store,
     )
     .await;
     let response = post_json(engine.local_addr(), "/orders", json!({}), &[]).await;
@@ -217,10 +220,11 @@ async fn failing_twice_then_succeeding_records_three_attempts(backend: Backend) 
 
 async fn always_failing_is_dead_after_max_attempts(backend: Backend) {
     let (handler, calls) = flaky(u32::MAX, false);
+    let store = fresh_store(backend).await;
     let engine = start(
         Engine::from_cli().handler("record", handler),
         ONE_TRIGGER,
-        &fresh_store_url(backend).await,
+        &store,
     )
     .await;
     let response = post_json(engine.local_addr(), "/orders", json!({}), &[]).await;
@@ -253,10 +257,11 @@ async fn always_failing_is_dead_after_max_attempts(backend: Backend) {
 
 async fn a_fatal_error_is_dead_after_one_attempt_and_replay_delivers(backend: Backend) {
     let (handler, calls) = flaky(1, true);
+    let store = fresh_store(backend).await;
     let engine = start(
         Engine::from_cli().handler("record", handler),
         ONE_TRIGGER,
-        &fresh_store_url(backend).await,
+        &store,
     )
     .await;
     let response = post_json(engine.local_addr(), "/orders", json!({}), &[]).await;
@@ -322,10 +327,11 @@ triggers:
   c: { source: orders, handler: record, filter: { data.body.kind: paid } }
   not-me: { source: orders, handler: record, filter: { data.body.kind: refund } }
 "#;
+    let store = fresh_store(backend).await;
     let engine = start(
         Engine::from_cli().handler("record", recorder(&seen)),
         yaml,
-        &fresh_store_url(backend).await,
+        &store,
     )
     .await;
     let response = post_json(engine.local_addr(), "/orders", json!({"kind": "paid"}), &[]).await;
@@ -392,12 +398,8 @@ sources: { orders: { http: { path: /orders } } }
 triggers:
   gated: { source: orders, handler: gated, concurrency: 2 }
 "#;
-    let engine = start(
-        Engine::from_cli().handler("gated", handler),
-        yaml,
-        &fresh_store_url(backend).await,
-    )
-    .await;
+    let store = fresh_store(backend).await;
+    let engine = start(Engine::from_cli().handler("gated", handler), yaml, &store).await;
     let addr = engine.local_addr();
     let mut ids = Vec::new();
     for n in 1..=2 {
@@ -485,12 +487,8 @@ triggers:
     ordering: { key: data.body.key }
     retry: { max_attempts: 5, initial: 200ms, jitter: none }
 "#;
-    let engine = start(
-        Engine::from_cli().handler("ordered", handler),
-        yaml,
-        &fresh_store_url(backend).await,
-    )
-    .await;
+    let store = fresh_store(backend).await;
+    let engine = start(Engine::from_cli().handler("ordered", handler), yaml, &store).await;
     let addr = engine.local_addr();
     const KEYS: u64 = 4;
     const PER_KEY: u64 = 8;

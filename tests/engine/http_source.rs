@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard::Engine;
 
-use crate::support::{Backend, client, eventually, fresh_store_url, metrics, post_json};
+use crate::support::{Backend, TestStore, client, eventually, fresh_store, metrics, post_json};
 
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 const GITHUB_SIGNATURE: &str =
@@ -27,17 +27,19 @@ triggers:
     )
 }
 
-async fn engine(backend: Backend) -> (switchyard::RunningEngine, String) {
-    let store = fresh_store_url(backend).await;
+/// The store comes first, so that a caller's binding of it outlives the engine.
+async fn engine(backend: Backend) -> (TestStore, switchyard::RunningEngine) {
+    let store = fresh_store(backend).await;
     // The test config sets `http` itself, so build it without the support prefix.
-    let text = format!("store: {store}\n{}", yaml());
+    let text = format!("store: {}\n{}", &*store, yaml());
     let config = switchyard::config::Config::parse(&text, &switchyard::config::ProcessEnv).unwrap();
-    (Engine::from_cli().start(config).await.unwrap(), store)
+    let engine = Engine::from_cli().start(config).await.unwrap();
+    (store, engine)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verification_limits_and_malformed_input() {
-    let (engine, _) = engine(Backend::Sqlite).await;
+    let (_store, engine) = engine(Backend::Sqlite).await;
     let base = format!("http://{}", engine.local_addr());
     let http = client();
 
@@ -126,7 +128,7 @@ async fn verification_limits_and_malformed_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_metrics_and_admin_api() {
-    let (engine, _) = engine(Backend::Sqlite).await;
+    let (_store, engine) = engine(Backend::Sqlite).await;
     let base = format!("http://{}", engine.local_addr());
     let http = client();
     assert_eq!(
@@ -210,7 +212,7 @@ async fn health_metrics_and_admin_api() {
 /// When the store cannot commit, ingress answers 503 with Retry-After, never 2xx.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unavailable_store_answers_503() {
-    let (engine, store_url) = engine(Backend::Postgres).await;
+    let (store_url, engine) = engine(Backend::Postgres).await;
     let database = store_url.rsplit('/').next().unwrap().to_owned();
     let admin = std::env::var("SWITCHYARD_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());

@@ -22,7 +22,7 @@ use switchyard_store::{EventQuery, Store};
 
 use crate::both_backends;
 use crate::crash::{Workdir, cli, free_port};
-use crate::support::{Backend, eventually, fresh_store_url, open, start};
+use crate::support::{Backend, eventually, fresh_store, open, start};
 
 const WAIT: Duration = Duration::from_secs(30);
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/s3/");
@@ -275,7 +275,7 @@ async fn notifications_deliver_objects_with_decoded_keys(backend: Backend) {
     let moto = Moto::connect().await;
     let (bucket, queue) = (moto.bucket().await, moto.queue().await);
     moto.notify(&bucket, &queue).await;
-    let store_url = fresh_store_url(backend).await;
+    let store_url = fresh_store(backend).await;
     let seen = Seen::default();
     let yaml = format!(
         "sources: {{ uploads: {{ s3: {} }} }}\ntriggers: {{ record: {{ source: uploads, handler: record }} }}\n",
@@ -430,7 +430,7 @@ async fn every_fixture_gives_its_documented_result() {
         ));
         queues.push((i, *name, queue));
     }
-    let store_url = fresh_store_url(Backend::Sqlite).await;
+    let store_url = fresh_store(Backend::Sqlite).await;
     let engine = start(
         Engine::from_cli(),
         &format!("sources:\n{sources}"),
@@ -508,7 +508,7 @@ async fn a_notification_delivered_three_times_makes_one_event() {
     // the first commit.
     moto.send(&queue, &body).await;
     moto.send(&queue, &body).await;
-    let store_url = fresh_store_url(Backend::Sqlite).await;
+    let store_url = fresh_store(Backend::Sqlite).await;
     let seen = Seen::default();
     let yaml = format!(
         "sources: {{ uploads: {{ s3: {} }} }}\ntriggers: {{ record: {{ source: uploads, handler: record }} }}\n",
@@ -546,7 +546,7 @@ async fn a_receiver_dying_before_commit_loses_nothing() {
         "the dead receiver took it"
     );
 
-    let store_url = fresh_store_url(Backend::Sqlite).await;
+    let store_url = fresh_store(Backend::Sqlite).await;
     let seen = Seen::default();
     let yaml = format!(
         "sources: {{ uploads: {{ s3: {} }} }}\ntriggers: {{ record: {{ source: uploads, handler: record }} }}\n",
@@ -573,7 +573,7 @@ async fn a_receiver_dying_before_commit_loses_nothing() {
 async fn polling_survives_a_restart_without_repeating_events(backend: Backend) {
     let moto = Moto::connect().await;
     let bucket = moto.bucket().await;
-    let store_url = fresh_store_url(backend).await;
+    let store_url = fresh_store(backend).await;
     let seen = Seen::default();
     let yaml = format!(
         "sources: {{ listing: {{ s3: {} }} }}\ntriggers: {{ record: {{ source: listing, handler: record }} }}\n",

@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,15 +20,77 @@ pub enum Backend {
     Postgres,
 }
 
-/// A fresh, empty store URL for one test: a new SQLite file, or a new Postgres
-/// database created from `SWITCHYARD_TEST_PG`. Fails (never skips) when Postgres is
+/// A fresh, empty store for one test: a new SQLite file, or a new Postgres database
+/// created from `SWITCHYARD_TEST_PG`. Dereferences to its URL. Removed when dropped,
+/// unless the test is failing: then it is kept for inspection and its URL printed.
+pub struct TestStore {
+    url: String,
+    place: Place,
+}
+
+enum Place {
+    File(PathBuf),
+    Database { admin: String, name: String },
+}
+
+impl Deref for TestStore {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept the failed test's store: {}", self.url);
+            return;
+        }
+        match &self.place {
+            Place::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            // Drop runs inside the test's runtime, which cannot be blocked on; the
+            // statement gets a thread and a runtime of its own.
+            Place::Database { admin, name } => {
+                let statement = format!("drop database if exists {name} with (force)");
+                let admin = admin.clone();
+                let dropped = std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for dropping the test database")
+                        .block_on(async {
+                            let mut conn =
+                                <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
+                            sqlx::Executor::execute(&mut conn, statement.as_str()).await
+                        })
+                })
+                .join();
+                if !matches!(dropped, Ok(Ok(_))) {
+                    eprintln!("could not drop the test database {name}");
+                }
+            }
+        }
+    }
+}
+
+/// Creates a [`TestStore`] on `backend`. Fails (never skips) when Postgres is
 /// unreachable.
-pub async fn fresh_store_url(backend: Backend) -> String {
+pub async fn fresh_store(backend: Backend) -> TestStore {
     let name = format!("sy_e2e_{}", uuid::Uuid::new_v4().simple());
     match backend {
         Backend::Sqlite => {
             let path = std::env::temp_dir().join(format!("{name}.db"));
-            format!("sqlite://{}", path.display())
+            TestStore {
+                url: format!("sqlite://{}", path.display()),
+                place: Place::File(path),
+            }
         }
         Backend::Postgres => {
             let admin = std::env::var("SWITCHYARD_TEST_PG")
@@ -41,7 +105,10 @@ pub async fn fresh_store_url(backend: Backend) -> String {
                 .rsplit_once('/')
                 .map_or(admin.as_str(), |(base, _)| base)
                 .to_owned();
-            format!("{base}/{name}")
+            TestStore {
+                url: format!("{base}/{name}"),
+                place: Place::Database { admin, name },
+            }
         }
     }
 }
