@@ -80,6 +80,11 @@ struct Cli {
     /// Log the engine's own messages at this level (e.g. `warn`); off by default.
     #[arg(long)]
     log: Option<String>,
+    /// Run the workloads this many times over, in order, and end with each figure's
+    /// value in every round and their median. On a noisy machine one round can be off
+    /// by a third; the median of three is steadier.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 /// Settings shared by the workloads.
@@ -115,6 +120,18 @@ pub struct Args {
     /// Where the peer's scripts are.
     #[arg(long, default_value_os_t = default_peer_dir())]
     pub peer_dir: PathBuf,
+}
+
+async fn run_workload(ctx: &Ctx, workload: Workload, summary: &mut Summary) -> anyhow::Result<()> {
+    match workload {
+        Workload::Floor => floor::run(ctx, summary).await,
+        Workload::Ingest => ingest::run(ctx, summary).await,
+        Workload::Drain => drain::run(ctx, summary).await,
+        Workload::Latency => latency::run(ctx, summary).await,
+        Workload::Fanout => fanout::run(ctx, summary).await,
+        Workload::Steady => steady::run(ctx, summary).await,
+        Workload::All => Ok(()),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -194,28 +211,29 @@ async fn run(cli: Cli) -> ExitCode {
         args.events
     );
     let ctx = Ctx { backend, args };
-    let mut summary = Summary {
-        backend: ctx.backend.label(),
-        ..Summary::default()
-    };
     let mut failed = false;
-    for workload in workloads {
-        let result = match workload {
-            Workload::Floor => floor::run(&ctx, &mut summary).await,
-            Workload::Ingest => ingest::run(&ctx, &mut summary).await,
-            Workload::Drain => drain::run(&ctx, &mut summary).await,
-            Workload::Latency => latency::run(&ctx, &mut summary).await,
-            Workload::Fanout => fanout::run(&ctx, &mut summary).await,
-            Workload::Steady => steady::run(&ctx, &mut summary).await,
-            Workload::All => Ok(()),
-        };
-        if let Err(error) = result {
-            eprintln!("error: {workload:?}: {error:#}");
-            println!("\n### {workload:?}: FAILED: {error:#}");
-            failed = true;
+    let mut rounds = Vec::new();
+    for round in 1..=cli.repeat {
+        if cli.repeat > 1 {
+            println!("\n# Round {round} of {}", cli.repeat);
         }
+        let mut summary = Summary {
+            backend: ctx.backend.label(),
+            ..Summary::default()
+        };
+        for &workload in &workloads {
+            if let Err(error) = run_workload(&ctx, workload, &mut summary).await {
+                eprintln!("error: {workload:?}: {error:#}");
+                println!("\n### {workload:?}: FAILED: {error:#}");
+                failed = true;
+            }
+        }
+        summary.print();
+        rounds.push(summary);
     }
-    summary.print();
+    if rounds.len() > 1 {
+        report::print_rounds(&rounds);
+    }
     if failed {
         ExitCode::FAILURE
     } else {

@@ -159,108 +159,188 @@ fn verdict(ok: bool) -> String {
     if ok { "met" } else { "MISSED" }.to_owned()
 }
 
+/// The value a figure with a target is judged on, with how to show and judge it.
+#[derive(Clone, Copy, Debug)]
+struct Score {
+    value: f64,
+    show: fn(f64) -> String,
+    met: fn(f64) -> bool,
+}
+
+/// One line of the summary.
+#[derive(Debug)]
+struct Line {
+    figure: String,
+    measured: String,
+    target: &'static str,
+    /// Judges `measured` against `target`; `None` for figures without one.
+    score: Option<Score>,
+    /// Said in the verdict column of a figure without a target.
+    remark: String,
+}
+
+impl Line {
+    fn info(figure: impl Into<String>, measured: String, target: &'static str) -> Self {
+        Self {
+            figure: figure.into(),
+            measured,
+            target,
+            score: None,
+            remark: String::new(),
+        }
+    }
+
+    fn scored(figure: impl Into<String>, target: &'static str, score: Score) -> Self {
+        Self {
+            figure: figure.into(),
+            measured: (score.show)(score.value),
+            target,
+            score: Some(score),
+            remark: String::new(),
+        }
+    }
+
+    fn verdict(&self) -> String {
+        self.score
+            .map_or_else(|| self.remark.clone(), |s| verdict((s.met)(s.value)))
+    }
+}
+
+fn ratio(value: f64) -> String {
+    format!("{value:.2}x")
+}
+
+fn micros(value: f64) -> String {
+    fmt_us(value.round() as u64)
+}
+
+fn per_second(value: f64) -> String {
+    format!("{}/s", fmt_int(value))
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
+}
+
 impl Summary {
-    pub fn print(&self) {
-        let mut table = Table::new();
-        table
-            .load_preset(ASCII_MARKDOWN)
-            .set_header(vec!["figure", "measured", "target", "verdict"]);
-        let mut add = |figure: String, measured: String, target: &str, verdict: String| {
-            table.add_row(vec![figure, measured, target.to_owned(), verdict]);
-        };
+    fn lines(&self) -> Vec<Line> {
+        let mut lines = Vec::new();
         if let Some(rate) = self.floor_single {
-            add(
-                "floor: single-row INSERT, 8 conns".into(),
+            lines.push(Line::info(
+                "floor: single-row INSERT, 8 conns",
                 format!("{} rows/s", fmt_int(rate)),
                 "(denominator)",
-                String::new(),
-            );
+            ));
         }
         if let Some(rate) = self.floor_batch {
-            add(
-                "floor: 500-row INSERT, 8 conns".into(),
+            lines.push(Line::info(
+                "floor: 500-row INSERT, 8 conns",
                 format!("{} rows/s", fmt_int(rate)),
                 "(ceiling)",
-                String::new(),
-            );
+            ));
         }
         for (kind, ingest) in [
             ("no triggers", self.ingest_pure),
             ("1 trigger, dispatcher running", self.ingest),
         ] {
             let Some((rate, p99)) = ingest else { continue };
-            add(
+            lines.push(Line::info(
                 format!("ingest, {kind}"),
                 format!("{} ev/s, p99 {}", fmt_int(rate), fmt_us(p99)),
                 "",
-                String::new(),
-            );
+            ));
             if let Some(floor) = self.floor_single {
-                let ratio = rate / floor;
-                add(
+                lines.push(Line::scored(
                     format!("ingest ({kind}) / floor single-row"),
-                    format!("{ratio:.2}x"),
                     ">= 2x",
-                    verdict(ratio >= 2.0),
-                );
+                    Score {
+                        value: rate / floor,
+                        show: ratio,
+                        met: |r| r >= 2.0,
+                    },
+                ));
             }
         }
         if let Some(rate) = self.drain {
-            add(
-                "drain".into(),
-                format!("{} deliveries/s", fmt_int(rate)),
-                if self.backend == "sqlite" {
-                    ">= 20,000/s"
-                } else {
-                    ""
-                },
-                if self.backend == "sqlite" {
-                    verdict(rate >= 20_000.0)
-                } else {
-                    String::new()
-                },
-            );
+            if self.backend == "sqlite" {
+                lines.push(Line::scored(
+                    "drain",
+                    ">= 20,000/s",
+                    Score {
+                        value: rate,
+                        show: per_second,
+                        met: |r| r >= 20_000.0,
+                    },
+                ));
+            } else {
+                lines.push(Line::info(
+                    "drain",
+                    format!("{} deliveries/s", fmt_int(rate)),
+                    "",
+                ));
+            }
             if let Some(peer) = self.graphile {
-                add(
-                    "graphile-worker drain (batched)".into(),
+                lines.push(Line::info(
+                    "graphile-worker drain (batched)",
                     format!("{} jobs/s", fmt_int(peer)),
                     "",
-                    String::new(),
-                );
-                let ratio = rate / peer;
-                add(
-                    "drain / graphile".into(),
-                    format!("{ratio:.2}x"),
+                ));
+                lines.push(Line::scored(
+                    "drain / graphile",
                     ">= 2x",
-                    verdict(ratio >= 2.0),
-                );
+                    Score {
+                        value: rate / peer,
+                        show: ratio,
+                        met: |r| r >= 2.0,
+                    },
+                ));
             }
         }
         if let Some(p) = self.latency {
-            add(
-                "latency POST -> handler start".into(),
-                format!("p50 {}, p99 {}", fmt_us(p.p50), fmt_us(p.p99)),
-                "p50 <= 2 ms, p99 <= 10 ms",
-                verdict(p.p50 <= 2_000 && p.p99 <= 10_000),
-            );
+            lines.push(Line::scored(
+                "latency POST -> handler start, p50",
+                "<= 2 ms",
+                Score {
+                    value: p.p50 as f64,
+                    show: micros,
+                    met: |us| us <= 2_000.0,
+                },
+            ));
+            lines.push(Line::scored(
+                "latency POST -> handler start, p99",
+                "<= 10 ms",
+                Score {
+                    value: p.p99 as f64,
+                    show: micros,
+                    met: |us| us <= 10_000.0,
+                },
+            ));
         }
         for (k, rate) in &self.fanout {
-            add(
+            lines.push(Line::info(
                 format!("fanout {k}"),
                 format!("{} deliveries/s", fmt_int(*rate)),
                 "",
-                String::new(),
-            );
+            ));
         }
         let fan = |k: u32| self.fanout.iter().find(|(n, _)| *n == k).map(|(_, r)| *r);
         if let (Some(one), Some(sixteen)) = (fan(1), fan(16)) {
-            let ratio = sixteen / one;
-            add(
-                "fanout16 / fanout1 deliveries/s".into(),
-                format!("{ratio:.2}x"),
+            lines.push(Line::scored(
+                "fanout16 / fanout1 deliveries/s",
                 ">= 8x",
-                verdict(ratio >= 8.0),
-            );
+                Score {
+                    value: sixteen / one,
+                    show: ratio,
+                    met: |r| r >= 8.0,
+                },
+            ));
         }
         if !self.steady_tried.is_empty() {
             let tried: Vec<String> = self
@@ -274,14 +354,90 @@ impl Summary {
                     )
                 })
                 .collect();
-            add(
-                "steady: highest rate with p99 <= 100 ms".into(),
+            let mut line = Line::info(
+                "steady: highest rate with p99 <= 100 ms",
                 self.steady_best
                     .map_or("none".to_owned(), |r| format!("{r}/s")),
                 "",
-                tried.join("; "),
             );
+            line.remark = tried.join("; ");
+            lines.push(line);
+        }
+        lines
+    }
+
+    pub fn print(&self) {
+        let mut table = Table::new();
+        table
+            .load_preset(ASCII_MARKDOWN)
+            .set_header(vec!["figure", "measured", "target", "verdict"]);
+        for line in self.lines() {
+            table.add_row(vec![
+                line.figure.clone(),
+                line.measured.clone(),
+                line.target.to_owned(),
+                line.verdict(),
+            ]);
         }
         println!("\n## Summary ({})\n\n{table}", self.backend);
+    }
+}
+
+/// Prints, for each figure with a target, what each round measured and the median
+/// of the rounds, judged against the target. Each round's ratios use that round's
+/// own baseline.
+pub fn print_rounds(rounds: &[Summary]) {
+    let Some(first) = rounds.first() else { return };
+    let mut header = vec!["figure".to_owned()];
+    header.extend((1..=rounds.len()).map(|round| format!("round {round}")));
+    header.extend([
+        "median".to_owned(),
+        "target".to_owned(),
+        "verdict".to_owned(),
+    ]);
+    let mut table = Table::new();
+    table.load_preset(ASCII_MARKDOWN).set_header(header);
+    let per_round: Vec<Vec<Line>> = rounds.iter().map(Summary::lines).collect();
+    for line in first.lines() {
+        let Some(score) = line.score else { continue };
+        let values: Vec<Option<f64>> = per_round
+            .iter()
+            .map(|lines| {
+                lines
+                    .iter()
+                    .find(|other| other.figure == line.figure)
+                    .and_then(|other| other.score)
+                    .map(|other| other.value)
+            })
+            .collect();
+        let mut measured: Vec<f64> = values.iter().flatten().copied().collect();
+        let middle = median(&mut measured);
+        let mut row = vec![line.figure.clone()];
+        row.extend(
+            values
+                .iter()
+                .map(|value| value.map_or("-".to_owned(), score.show)),
+        );
+        row.push((score.show)(middle));
+        row.push(line.target.to_owned());
+        row.push(verdict((score.met)(middle)));
+        table.add_row(row);
+    }
+    println!(
+        "\n## Rounds ({}, {} rounds)\n\n{table}",
+        first.backend,
+        rounds.len()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_takes_the_middle_or_the_mean_of_the_two_middles() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&mut [7.0]), 7.0);
     }
 }
