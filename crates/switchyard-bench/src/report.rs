@@ -159,12 +159,51 @@ fn verdict(ok: bool) -> String {
     if ok { "met" } else { "MISSED" }.to_owned()
 }
 
-/// The value a figure with a target is judged on, with how to show and judge it.
+/// The value a figure with a target is judged on, how to show it, and its target.
 #[derive(Clone, Copy, Debug)]
 struct Score {
     value: f64,
     show: fn(f64) -> String,
-    met: fn(f64) -> bool,
+    bound: Bound,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Bound {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Score {
+    fn at_least(value: f64, bound: f64, show: fn(f64) -> String) -> Self {
+        Self {
+            value,
+            show,
+            bound: Bound::AtLeast(bound),
+        }
+    }
+
+    fn at_most(value: f64, bound: f64, show: fn(f64) -> String) -> Self {
+        Self {
+            value,
+            show,
+            bound: Bound::AtMost(bound),
+        }
+    }
+
+    /// Whether `value` (this figure's, or another of the same kind) meets the target.
+    fn met(&self, value: f64) -> bool {
+        match self.bound {
+            Bound::AtLeast(bound) => value >= bound,
+            Bound::AtMost(bound) => value <= bound,
+        }
+    }
+
+    fn target(&self) -> String {
+        match self.bound {
+            Bound::AtLeast(bound) => format!(">= {}", (self.show)(bound)),
+            Bound::AtMost(bound) => format!("<= {}", (self.show)(bound)),
+        }
+    }
 }
 
 /// One line of the summary.
@@ -172,7 +211,7 @@ struct Score {
 struct Line {
     figure: String,
     measured: String,
-    target: &'static str,
+    target: String,
     /// Judges `measured` against `target`; `None` for figures without one.
     score: Option<Score>,
     /// Said in the verdict column of a figure without a target.
@@ -184,17 +223,17 @@ impl Line {
         Self {
             figure: figure.into(),
             measured,
-            target,
+            target: target.to_owned(),
             score: None,
             remark: String::new(),
         }
     }
 
-    fn scored(figure: impl Into<String>, target: &'static str, score: Score) -> Self {
+    fn scored(figure: impl Into<String>, score: Score) -> Self {
         Self {
             figure: figure.into(),
             measured: (score.show)(score.value),
-            target,
+            target: score.target(),
             score: Some(score),
             remark: String::new(),
         }
@@ -202,7 +241,7 @@ impl Line {
 
     fn verdict(&self) -> String {
         self.score
-            .map_or_else(|| self.remark.clone(), |s| verdict((s.met)(s.value)))
+            .map_or_else(|| self.remark.clone(), |s| verdict(s.met(s.value)))
     }
 }
 
@@ -259,12 +298,7 @@ impl Summary {
             if let Some(floor) = self.floor_single {
                 lines.push(Line::scored(
                     format!("ingest ({kind}) / floor single-row"),
-                    ">= 2x",
-                    Score {
-                        value: rate / floor,
-                        show: ratio,
-                        met: |r| r >= 2.0,
-                    },
+                    Score::at_least(rate / floor, 2.0, ratio),
                 ));
             }
         }
@@ -272,12 +306,7 @@ impl Summary {
             if self.backend == "sqlite" {
                 lines.push(Line::scored(
                     "drain",
-                    ">= 20,000/s",
-                    Score {
-                        value: rate,
-                        show: per_second,
-                        met: |r| r >= 20_000.0,
-                    },
+                    Score::at_least(rate, 20_000.0, per_second),
                 ));
             } else {
                 lines.push(Line::info(
@@ -294,33 +323,18 @@ impl Summary {
                 ));
                 lines.push(Line::scored(
                     "drain / graphile",
-                    ">= 2x",
-                    Score {
-                        value: rate / peer,
-                        show: ratio,
-                        met: |r| r >= 2.0,
-                    },
+                    Score::at_least(rate / peer, 2.0, ratio),
                 ));
             }
         }
         if let Some(p) = self.latency {
             lines.push(Line::scored(
                 "latency POST -> handler start, p50",
-                "<= 2 ms",
-                Score {
-                    value: p.p50 as f64,
-                    show: micros,
-                    met: |us| us <= 2_000.0,
-                },
+                Score::at_most(p.p50 as f64, 2_000.0, micros),
             ));
             lines.push(Line::scored(
                 "latency POST -> handler start, p99",
-                "<= 10 ms",
-                Score {
-                    value: p.p99 as f64,
-                    show: micros,
-                    met: |us| us <= 10_000.0,
-                },
+                Score::at_most(p.p99 as f64, 10_000.0, micros),
             ));
         }
         for (k, rate) in &self.fanout {
@@ -334,12 +348,7 @@ impl Summary {
         if let (Some(one), Some(sixteen)) = (fan(1), fan(16)) {
             lines.push(Line::scored(
                 "fanout16 / fanout1 deliveries/s",
-                ">= 8x",
-                Score {
-                    value: sixteen / one,
-                    show: ratio,
-                    met: |r| r >= 8.0,
-                },
+                Score::at_least(sixteen / one, 8.0, ratio),
             ));
         }
         if !self.steady_tried.is_empty() {
@@ -375,7 +384,7 @@ impl Summary {
             table.add_row(vec![
                 line.figure.clone(),
                 line.measured.clone(),
-                line.target.to_owned(),
+                line.target.clone(),
                 line.verdict(),
             ]);
         }
@@ -419,8 +428,8 @@ pub fn print_rounds(rounds: &[Summary]) {
                 .map(|value| value.map_or("-".to_owned(), score.show)),
         );
         row.push((score.show)(middle));
-        row.push(line.target.to_owned());
-        row.push(verdict((score.met)(middle)));
+        row.push(line.target.clone());
+        row.push(verdict(score.met(middle)));
         table.add_row(row);
     }
     println!(
@@ -432,7 +441,19 @@ pub fn print_rounds(rounds: &[Summary]) {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{Score, median, micros, ratio};
+
+    #[test]
+    fn a_score_states_and_judges_its_target() {
+        let drain = Score::at_least(1.81, 2.0, ratio);
+        assert_eq!(drain.target(), ">= 2.00x");
+        assert!(!drain.met(drain.value));
+        assert!(drain.met(2.0));
+        let latency = Score::at_most(1_560.0, 2_000.0, micros);
+        assert_eq!(latency.target(), "<= 2.00 ms");
+        assert!(latency.met(latency.value));
+        assert!(!latency.met(2_001.0));
+    }
 
     #[test]
     fn median_takes_the_middle_or_the_mean_of_the_two_middles() {
