@@ -175,6 +175,8 @@ macro_rules! both_backends {
 both_backends!(
     queue::append_dedupes_within_and_across_batches,
     queue::append_round_trips_every_event_field,
+    queue::append_keeps_the_first_of_two_entries_with_one_id,
+    queue::append_takes_a_batch_larger_than_one_insert,
     queue::append_claiming_creates_claimed_deliveries,
     queue::claim_respects_triggers_and_limit,
     queue::claims_never_share_a_live_lease,

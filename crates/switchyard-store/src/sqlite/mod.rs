@@ -430,7 +430,7 @@ impl Store for SqliteStore {
         }
         let mut ids = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            ids.push(insert_delivery(&mut tx, &id, delivery, replay_of, None, &now).await?);
+            ids.push(insert_delivery(&mut tx, &id, delivery, replay_of, &now).await?);
         }
         tx.commit().await?;
         Ok(ids)
@@ -731,9 +731,7 @@ impl Store for SqliteStore {
                     ordering_key: old.try_get("ordering_key")?,
                     claim: false,
                 };
-                created.push(
-                    insert_delivery(&mut tx, &event_id, &delivery, Some(id), None, &now).await?,
-                );
+                created.push(insert_delivery(&mut tx, &event_id, &delivery, Some(id), &now).await?);
             }
         }
         tx.commit().await?;
@@ -781,19 +779,12 @@ impl Store for SqliteStore {
     }
 }
 
-/// A lease that deliveries are created under, as columns: the token and its end.
-struct NewLease {
-    token: String,
-    expires_at: String,
-}
-
-/// Inserts a delivery, runnable now: pending, or claimed under `lease`. Returns its id.
+/// Inserts a pending delivery, runnable now. Returns its id.
 async fn insert_delivery(
     conn: &mut SqliteConnection,
     event_id: &str,
     delivery: &NewDelivery,
     replay_of: Option<i64>,
-    lease: Option<&NewLease>,
     now: &str,
 ) -> Result<i64> {
     Ok(sqlx::query_scalar(sql::INSERT_DELIVERY)
@@ -802,14 +793,17 @@ async fn insert_delivery(
         .bind(&delivery.ordering_key)
         .bind(replay_of)
         .bind(now)
-        .bind(lease.map(|lease| &lease.token))
-        .bind(lease.map(|lease| &lease.expires_at))
         .fetch_one(conn)
         .await?)
 }
 
-/// The body of [`Store::append_claiming`], inside the caller's write transaction.
-/// Without a `lease` every delivery is created pending.
+/// Rows per multi-row insert: 13 columns by 1,000 rows stays under SQLite's 32,766
+/// bound parameters.
+const ROWS_PER_INSERT: usize = 1_000;
+
+/// The body of [`Store::append_claiming`], inside the caller's write transaction: a
+/// multi-row insert of the events, then one of the deliveries of those inserted (per
+/// 1,000 rows). Without a `lease` every delivery is created pending.
 async fn append_in(
     tx: &mut SqliteConnection,
     batch: &[NewEvent],
@@ -818,53 +812,60 @@ async fn append_in(
     let now_at = Utc::now();
     let now = timestamp(now_at);
     let token = Uuid::new_v4();
-    let new_lease = lease
-        .map(|lease| {
-            Ok::<_, StoreError>(NewLease {
-                token: uuid_text(token),
-                expires_at: timestamp(lease_end(now_at, lease)?),
-            })
-        })
+    let token_text = uuid_text(token);
+    let lease_end = lease
+        .map(|lease| lease_end(now_at, lease).map(timestamp))
         .transpose()?;
+
+    let ids: Vec<String> = batch.iter().map(|item| uuid_text(item.event.id)).collect();
+    let mut inserted = HashSet::new();
+    for (items, item_ids) in batch
+        .chunks(ROWS_PER_INSERT)
+        .zip(ids.chunks(ROWS_PER_INSERT))
+    {
+        let mut insert = QueryBuilder::<Sqlite>::new(sql::INSERT_EVENTS_HEAD);
+        insert.push_values(items.iter().zip(item_ids), |mut row, (item, id)| {
+            let event = &item.event;
+            row.push_bind(id)
+                .push_bind(&event.source_name)
+                .push_bind(&event.source)
+                .push_bind(&event.ty)
+                .push_bind(&event.subject)
+                .push_bind(timestamp(event.time))
+                .push_bind(&event.datacontenttype)
+                .push_bind(event.data.as_ref().map(serde_json::Value::to_string))
+                .push_bind(&event.data_base64)
+                .push_bind(&event.partitionkey)
+                .push_bind(&event.traceparent)
+                .push_bind(&event.dedupe_key)
+                .push_bind(timestamp(event.received_at));
+        });
+        insert.push(sql::INSERT_EVENTS_TAIL);
+        for row in insert.build().persistent(false).fetch_all(&mut *tx).await? {
+            inserted.insert((
+                row.try_get::<String, _>("id")?,
+                row.try_get::<String, _>("source_name")?,
+                row.try_get::<Option<String>, _>("dedupe_key")?,
+            ));
+        }
+    }
+
+    // In batch order, so that of two entries alike only the first counts as inserted.
     let mut results = Vec::with_capacity(batch.len());
-    let mut claimed = Vec::new();
-    for item in batch {
+    // (position in the batch, delivery, created claimed)
+    let mut deliveries = Vec::new();
+    for (position, (item, id)) in batch.iter().zip(&ids).enumerate() {
         let event = &item.event;
-        let id = uuid_text(event.id);
-        let inserted = sqlx::query(sql::INSERT_EVENT)
-            .bind(&id)
-            .bind(&event.source_name)
-            .bind(&event.source)
-            .bind(&event.ty)
-            .bind(&event.subject)
-            .bind(timestamp(event.time))
-            .bind(&event.datacontenttype)
-            .bind(event.data.as_ref().map(serde_json::Value::to_string))
-            .bind(&event.data_base64)
-            .bind(&event.partitionkey)
-            .bind(&event.traceparent)
-            .bind(&event.dedupe_key)
-            .bind(timestamp(event.received_at))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if inserted {
+        let key = (
+            id.clone(),
+            event.source_name.clone(),
+            event.dedupe_key.clone(),
+        );
+        if inserted.remove(&key) {
             for delivery in &item.deliveries {
-                let lease = new_lease
-                    .as_ref()
-                    .filter(|_| delivery.claim && delivery.ordering_key.is_none());
-                let delivery_id = insert_delivery(tx, &id, delivery, None, lease, &now).await?;
-                if lease.is_some() {
-                    claimed.push(Claimed {
-                        lease: Lease { delivery_id, token },
-                        trigger: delivery.trigger.clone(),
-                        attempt: 1,
-                        created_at: now_at,
-                        claimed_at: now_at,
-                        event: event.clone(),
-                    });
-                }
+                let claim =
+                    lease_end.is_some() && delivery.claim && delivery.ordering_key.is_none();
+                deliveries.push((position, delivery, claim));
             }
             results.push(Appended::Created(event.id));
             continue;
@@ -883,6 +884,52 @@ async fn append_in(
         };
         let original = original.as_deref().map(parse_uuid).transpose()?;
         results.push(Appended::Duplicate(original.unwrap_or(event.id)));
+    }
+
+    // An event has one delivery per trigger, so (event, trigger) names a new row.
+    let mut delivery_ids = HashMap::new();
+    for chunk in deliveries.chunks(ROWS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(sql::INSERT_DELIVERIES_HEAD);
+        insert.push_values(chunk, |mut row, &(position, delivery, claim)| {
+            row.push_bind(&ids[position])
+                .push_bind(&delivery.trigger)
+                .push_bind(&delivery.ordering_key)
+                .push_bind(&now)
+                .push_bind(&now)
+                .push_bind(&now)
+                .push_bind(if claim { "running" } else { "pending" })
+                .push_bind(i64::from(claim))
+                .push_bind(claim.then(|| token_text.clone()))
+                .push_bind(lease_end.clone().filter(|_| claim))
+                .push_bind(claim.then(|| now.clone()));
+        });
+        insert.push(sql::INSERT_DELIVERIES_TAIL);
+        for row in insert.build().persistent(false).fetch_all(&mut *tx).await? {
+            let key: (String, String) = (row.try_get("event_id")?, row.try_get("trigger")?);
+            delivery_ids.insert(key, row.try_get::<i64, _>("id")?);
+        }
+    }
+
+    let mut claimed = Vec::new();
+    for &(position, delivery, claim) in &deliveries {
+        if !claim {
+            continue;
+        }
+        let key = (ids[position].clone(), delivery.trigger.clone());
+        let delivery_id = *delivery_ids.get(&key).ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "the delivery of event {} to {:?} was not created",
+                key.0, key.1
+            ))
+        })?;
+        claimed.push(Claimed {
+            lease: Lease { delivery_id, token },
+            trigger: delivery.trigger.clone(),
+            attempt: 1,
+            created_at: now_at,
+            claimed_at: now_at,
+            event: batch[position].event.clone(),
+        });
     }
     Ok((results, claimed))
 }

@@ -35,28 +35,37 @@ macro_rules! ordering_clear {
     };
 }
 
-/// Inserts nothing if the id or the `(source_name, dedupe_key)` exists.
-pub(super) const INSERT_EVENT: &str = "
+/// The head of a multi-row insert of events: `VALUES` rows of these thirteen columns
+/// follow, then [`INSERT_EVENTS_TAIL`]. A row whose id or `(source_name,
+/// dedupe_key)` exists, also from an earlier row of the statement, is skipped.
+pub(super) const INSERT_EVENTS_HEAD: &str = "
     INSERT INTO events (id, source_name, source, type, subject, time, datacontenttype, data,
-                        data_base64, partitionkey, traceparent, dedupe_key, received_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-    ON CONFLICT DO NOTHING";
+                        data_base64, partitionkey, traceparent, dedupe_key, received_at) ";
+
+/// Returns the `id`, `source_name` and `dedupe_key` of each row inserted, which tell
+/// which row of the statement it was.
+pub(super) const INSERT_EVENTS_TAIL: &str =
+    " ON CONFLICT DO NOTHING RETURNING id, source_name, dedupe_key";
+
+/// The head of a multi-row insert of new deliveries: `VALUES` rows of these columns
+/// follow, then [`INSERT_DELIVERIES_TAIL`]. Rows are inserted in order, so ids follow it.
+pub(super) const INSERT_DELIVERIES_HEAD: &str = "
+    INSERT INTO deliveries (event_id, trigger, ordering_key, run_at, created_at, updated_at,
+                            status, attempts, lease_token, lease_expires_at, claimed_at) ";
+
+/// Returns each new row's `id`, `event_id` and `trigger`, in no particular order.
+pub(super) const INSERT_DELIVERIES_TAIL: &str = " RETURNING id, event_id, trigger";
 
 pub(super) const FIND_ORIGINAL: &str =
     "SELECT id FROM events WHERE source_name = ?1 AND dedupe_key = ?2";
 
 pub(super) const EVENT_EXISTS: &str = "SELECT 1 FROM events WHERE id = ?1";
 
-/// `?5` is now. With a lease token `?6` and lease end `?7` the delivery is created
-/// claimed (running, attempt 1); without, pending. Returns the new id.
+/// `?5` is now. Creates a pending delivery and returns its id.
 pub(super) const INSERT_DELIVERY: &str = "
     INSERT INTO deliveries (event_id, trigger, ordering_key, replay_of, run_at, created_at,
-                            updated_at, status, attempts, lease_token, lease_expires_at,
-                            claimed_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5,
-            CASE WHEN ?6 IS NULL THEN 'pending' ELSE 'running' END,
-            CASE WHEN ?6 IS NULL THEN 0 ELSE 1 END,
-            ?6, ?7, CASE WHEN ?6 IS NULL THEN NULL ELSE ?5 END)
+                            updated_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)
     RETURNING id";
 
 /// `?1` token, `?2` lease end, `?3` now, `?4` triggers (JSON), `?5` limit.

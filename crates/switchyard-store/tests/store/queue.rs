@@ -74,7 +74,12 @@ pub async fn append_dedupes_within_and_across_batches(store: Arc<dyn Store>) {
 pub async fn append_round_trips_every_event_field(store: Arc<dyn Store>) {
     let mut full = event("orders", "order.created")
         .with_subject("order/42")
-        .with_json(json!({"id": 42, "lines": [{"sku": "a", "qty": 2}], "note": null}))
+        .with_json(json!({
+            "id": 42,
+            "lines": [{"sku": "a", "qty": 2, "price": 19.5}],
+            "note": null,
+            "text": "naïve \"quoted\" ✓\n",
+        }))
         .with_dedupe_key("order-42");
     full.partitionkey = Some("customer-7".to_owned());
     full.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned());
@@ -96,6 +101,42 @@ pub async fn append_round_trips_every_event_field(store: Arc<dyn Store>) {
     assert_eq!(detail.dedupe_key.as_deref(), Some("order-42"));
     assert_eq!(detail.source_name, "orders");
     assert_eq!(detail.received_at, full.received_at);
+}
+
+pub async fn append_keeps_the_first_of_two_entries_with_one_id(store: Arc<dyn Store>) {
+    let event = event("s", "x");
+    let appended = store
+        .append(&[to(&event, &["first"]), to(&event, &["second"])])
+        .await
+        .unwrap();
+    assert_eq!(
+        appended,
+        vec![Appended::Created(event.id), Appended::Duplicate(event.id)]
+    );
+    let claimed = claim(&store, &["first", "second"], 10).await;
+    let triggers: Vec<&str> = claimed.iter().map(|c| c.trigger.as_str()).collect();
+    assert_eq!(
+        triggers,
+        vec!["first"],
+        "the repeated entry adds no delivery"
+    );
+}
+
+/// More rows than one statement may bind on SQLite (13 columns of 3,000 events are
+/// 39,000 parameters, over its 32,766).
+pub async fn append_takes_a_batch_larger_than_one_insert(store: Arc<dyn Store>) {
+    let events: Vec<_> = (0..3_000).map(|_| event("s", "x")).collect();
+    let batch: Vec<NewEvent> = events.iter().map(|e| to(e, &["t"])).collect();
+    let appended = store.append(&batch).await.unwrap();
+    let want: Vec<Appended> = events.iter().map(|e| Appended::Created(e.id)).collect();
+    assert_eq!(appended, want);
+    let claimed = claim(&store, &["t"], 4_000).await;
+    let order: Vec<Uuid> = claimed.iter().map(|c| c.event.id).collect();
+    let batch_order: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    assert_eq!(
+        order, batch_order,
+        "one delivery each, created in batch order"
+    );
 }
 
 pub async fn append_claiming_creates_claimed_deliveries(store: Arc<dyn Store>) {
