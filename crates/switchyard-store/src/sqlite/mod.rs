@@ -2,8 +2,9 @@
 //!
 //! The file runs in WAL mode with `synchronous = FULL`, so a committed append survives
 //! a power loss. Writers take the write lock up front (`BEGIN IMMEDIATE`, or a single
-//! writing statement) and wait for each other through `busy_timeout`, so transactions
-//! never fail trying to upgrade a read lock.
+//! writing statement), so transactions never fail trying to upgrade a read lock. The
+//! writers of one process queue on the store's write gate first; those of different
+//! processes wait for each other through `busy_timeout`.
 //!
 //! Values are stored as text: timestamps in the fixed-width UTC form
 //! `2024-05-01T12:00:00.000000Z` (so comparing the text compares the times), UUIDs
@@ -60,6 +61,10 @@ pub struct SqliteStore {
     gate: Mutex<()>,
 }
 
+/// How long a statement waits for a connection, the write gate or the file's lock
+/// before the store answers [`StoreError::Unavailable`].
+const WAIT: Duration = Duration::from_secs(5);
+
 /// A write transaction: it holds SQLite's write lock from its first statement and the
 /// store's write gate until it ends. Dereferences to its connection.
 struct Write<'a> {
@@ -104,7 +109,7 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(WAIT)
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if in_memory {
@@ -114,7 +119,7 @@ impl SqliteStore {
                 .max_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(WAIT)
                 .connect_with(options)
                 .await?;
             return Ok(Self {
@@ -125,18 +130,26 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(WAIT)
             .connect_with(options.clone())
             .await?;
         let leases = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(WAIT)
             .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
         Ok(Self {
             pool,
             leases,
             gate: Mutex::new(()),
         })
+    }
+
+    /// Waits for this process's earlier writes, as long as a connection may be waited
+    /// for: a writer that has waited that long answers as one that found no connection.
+    async fn gate(&self) -> Result<MutexGuard<'_, ()>> {
+        tokio::time::timeout(WAIT, self.gate.lock())
+            .await
+            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolTimedOut))
     }
 
     /// Starts a write transaction on the main pool.
@@ -146,7 +159,7 @@ impl SqliteStore {
 
     /// Starts a write transaction on `pool`, once this process's earlier writes are done.
     async fn write_on(&self, pool: &SqlitePool) -> Result<Write<'_>> {
-        let gate = self.gate.lock().await;
+        let gate = self.gate().await?;
         Ok(Write {
             tx: pool.begin_with(sql::BEGIN_WRITE).await?,
             _gate: gate,
@@ -205,7 +218,7 @@ impl Store for SqliteStore {
         }
         let now = Utc::now();
         let token = Uuid::new_v4();
-        let gate = self.gate.lock().await;
+        let gate = self.gate().await?;
         let claimed = sqlx::query(sql::CLAIM)
             .bind(uuid_text(token))
             .bind(timestamp(lease_end(now, lease)?))
@@ -636,7 +649,7 @@ impl Store for SqliteStore {
         reason: &str,
         body: &str,
     ) -> Result<bool> {
-        let _gate = self.gate.lock().await;
+        let _gate = self.gate().await?;
         let done = sqlx::query(sql::REJECT_INPUT)
             .bind(source)
             .bind(input_id)
@@ -739,7 +752,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_dead(&self, query: &DeadQuery) -> Result<u64> {
-        let _gate = self.gate.lock().await;
+        let _gate = self.gate().await?;
         let done = sqlx::query(sql::PURGE_DEAD)
             .bind(query.trigger.as_deref())
             .bind(query.since.map(timestamp))
