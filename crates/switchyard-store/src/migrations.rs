@@ -43,6 +43,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         "lease index",
         include_str!("../../../migrations/postgres/0005_lease_index.sql"),
     ),
+    (
+        6,
+        "final attempt on delivery",
+        include_str!("../../../migrations/postgres/0006_final_attempt_on_delivery.sql"),
+    ),
 ]);
 
 pub(crate) const SQLITE: Embedded = Embedded(&[
@@ -65,6 +70,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         4,
         "claim order index",
         include_str!("../../../migrations/sqlite/0004_claim_order_index.sql"),
+    ),
+    (
+        5,
+        "final attempt on delivery",
+        include_str!("../../../migrations/sqlite/0005_final_attempt_on_delivery.sql"),
     ),
 ]);
 
@@ -112,7 +122,9 @@ mod tests {
     use std::fs;
     use std::path::Path;
 
-    use super::{Embedded, POSTGRES, SQLITE};
+    use sqlx::{Connection, PgConnection, SqliteConnection};
+
+    use super::{Embedded, POSTGRES, SQLITE, run};
 
     /// `(version, description, SQL)` of every `.sql` file in `migrations/<backend>`,
     /// named the way sqlx names them (`0001_event_log.sql` is version 1, "event log").
@@ -162,5 +174,140 @@ mod tests {
             on_disk("sqlite"),
             "list every file of migrations/sqlite in SQLITE"
         );
+    }
+
+    /// The attempts before the migration that moves final attempts onto their
+    /// deliveries: a delivery that succeeded at its second attempt, one that died, one
+    /// waiting to retry, and a replayed dead letter.
+    const OLD_ATTEMPTS: &str = "
+        INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
+        VALUES (1, 1, '2026-05-01T12:00:00.000000Z', 5, 'retry', 'boom'),
+               (1, 2, '2026-05-01T12:00:01.000000Z', 6, 'succeeded', NULL),
+               (2, 1, '2026-05-01T12:00:02.000000Z', 7, 'dead', 'fatal: no'),
+               (3, 1, '2026-05-01T12:00:03.000000Z', 8, 'retry', 'boom'),
+               (4, 1, '2026-05-01T12:00:04.000000Z', 9, 'dead', 'gave up')";
+
+    /// Every attempt, in a form both backends print alike.
+    const LIST_ATTEMPTS: &str = "
+        SELECT delivery_id, attempt, duration_ms, outcome, coalesce(error, '-') FROM attempts
+        ORDER BY delivery_id, attempt";
+
+    type AttemptRow = (i64, i32, i64, String, String);
+
+    fn expected_attempts() -> Vec<AttemptRow> {
+        [
+            (1, 1, 5, "retry", "boom"),
+            (1, 2, 6, "succeeded", "-"),
+            (2, 1, 7, "dead", "fatal: no"),
+            (3, 1, 8, "retry", "boom"),
+            (4, 1, 9, "dead", "gave up"),
+        ]
+        .into_iter()
+        .map(|(d, a, ms, outcome, error)| (d, a, ms, outcome.to_owned(), error.to_owned()))
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn sqlite_final_attempts_move_onto_their_deliveries() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        run(Embedded(&SQLITE.0[..4]), &mut conn).await.unwrap();
+        for statement in [
+            "INSERT INTO events (id, source_name, source, type, time, received_at)
+             VALUES ('e', 's', '/s', 't', '2026-05-01T12:00:00.000000Z',
+                     '2026-05-01T12:00:00.000000Z')",
+            "INSERT INTO deliveries (event_id, trigger, status, attempts, last_error, run_at,
+                                     created_at, updated_at)
+             VALUES ('e', 't', 'succeeded', 2, NULL, 'x', 'x', 'x'),
+                    ('e', 't', 'dead', 1, 'fatal: no', 'x', 'x', 'x'),
+                    ('e', 't', 'pending', 1, 'boom', 'x', 'x', 'x'),
+                    ('e', 't', 'replayed', 1, 'gave up', 'x', 'x', 'x')",
+            OLD_ATTEMPTS,
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        let before: Vec<AttemptRow> = sqlx::query_as(LIST_ATTEMPTS)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(before, expected_attempts());
+
+        run(SQLITE, &mut conn).await.unwrap();
+
+        let after: Vec<AttemptRow> = sqlx::query_as(LIST_ATTEMPTS)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(after, expected_attempts());
+        let earlier: Vec<(i64, i32)> =
+            sqlx::query_as("SELECT delivery_id, attempt FROM earlier_attempts ORDER BY 1")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(earlier, vec![(1, 1), (3, 1)]);
+        let started: Option<String> =
+            sqlx::query_scalar("SELECT final_started_at FROM deliveries WHERE id = 1")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(started.as_deref(), Some("2026-05-01T12:00:01.000000Z"));
+    }
+
+    #[tokio::test]
+    async fn postgres_final_attempts_move_onto_their_deliveries() {
+        let admin_url = std::env::var("SWITCHYARD_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|error| {
+            panic!("this test needs a Postgres server at {admin_url} (set SWITCHYARD_TEST_PG): {error}")
+        });
+        let name = format!("sy_migrate_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = match admin_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("{admin_url} names no database"),
+        };
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        for statement in ["CREATE SCHEMA switchyard", "SET search_path TO switchyard"] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        run(Embedded(&POSTGRES.0[..5]), &mut conn).await.unwrap();
+        for statement in [
+            "INSERT INTO events (id, source_name, source, type, time)
+             VALUES ('0190a0f0-0000-7000-8000-000000000001', 's', '/s', 't', now())",
+            "INSERT INTO deliveries (event_id, trigger, status, attempts, last_error)
+             VALUES ('0190a0f0-0000-7000-8000-000000000001', 't', 'succeeded', 2, NULL),
+                    ('0190a0f0-0000-7000-8000-000000000001', 't', 'dead', 1, 'fatal: no'),
+                    ('0190a0f0-0000-7000-8000-000000000001', 't', 'pending', 1, 'boom'),
+                    ('0190a0f0-0000-7000-8000-000000000001', 't', 'replayed', 1, 'gave up')",
+            OLD_ATTEMPTS,
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        let before: Vec<AttemptRow> = sqlx::query_as(LIST_ATTEMPTS)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(before, expected_attempts());
+
+        run(POSTGRES, &mut conn).await.unwrap();
+
+        let after: Vec<AttemptRow> = sqlx::query_as(LIST_ATTEMPTS)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let earlier: Vec<(i64, i32)> =
+            sqlx::query_as("SELECT delivery_id, attempt FROM earlier_attempts ORDER BY 1")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        conn.close().await.unwrap();
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(after, expected_attempts());
+        assert_eq!(earlier, vec![(1, 1), (3, 1)]);
     }
 }

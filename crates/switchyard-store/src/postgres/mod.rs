@@ -173,8 +173,9 @@ impl Store for PostgresStore {
     }
 
     /// One statement updates every delivery whose lease is still held, records those
-    /// attempts and signals other processes when a delivery became pending again or
-    /// finished one of an ordering key (which may unblock the key's next delivery).
+    /// attempts (a final one on the delivery's row, a retried one in a row of its own)
+    /// and signals other processes when a delivery became pending again or finished
+    /// one of an ordering key (which may unblock the key's next delivery).
     async fn finish(&self, results: &[Finished]) -> Result<Vec<bool>> {
         if results.is_empty() {
             return Ok(Vec::new());

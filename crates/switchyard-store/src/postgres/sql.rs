@@ -134,10 +134,12 @@ pub(super) const HEARTBEAT: &str = "
     WHERE d.id = l.id AND d.lease_token = l.token";
 
 /// Moves every delivery whose lease is still held and records those attempts, in one
-/// statement, so that outside a transaction it is one round trip and one commit. The
-/// attempt number is the one the fenced row holds, which is the one its claim handed
-/// out. If a delivery became pending again (a retry) or was one of an ordering key
-/// (whose next delivery may now run), other processes are signalled.
+/// statement, so that outside a transaction it is one round trip and one commit. An
+/// attempt that ends its delivery (`succeeded`, `dead`) is written on the delivery's
+/// row, in the same update; one after which the delivery runs again (a retry) gets a
+/// row in `earlier_attempts`. The attempt number is the one the fenced row holds, which
+/// is the one its claim handed out. If a delivery became pending again or was one of an
+/// ordering key (whose next delivery may now run), other processes are signalled.
 ///
 /// The fence is the lease token alone: a delivery has one exactly while it is
 /// `running` (every statement that moves a delivery out of `running` clears it). A
@@ -153,18 +155,22 @@ pub(super) const FINISH: &str = "
         UPDATE switchyard.deliveries d
         SET status = r.status,
             run_at = CASE WHEN r.status = 'pending' THEN coalesce(r.run_at, now()) ELSE d.run_at END,
-            last_error = r.error, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-        FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[])
-             WITH ORDINALITY AS r(id, token, status, run_at, error, position)
+            last_error = r.error, lease_token = NULL, lease_expires_at = NULL, updated_at = now(),
+            final_started_at = CASE WHEN r.status <> 'pending' THEN r.started_at END,
+            final_duration_ms = CASE WHEN r.status <> 'pending' THEN r.duration_ms END,
+            final_outcome = CASE WHEN r.status <> 'pending' THEN r.outcome END
+        FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
+                    $6::timestamptz[], $7::bigint[], $8::text[])
+             WITH ORDINALITY AS r(id, token, status, run_at, error, started_at, duration_ms,
+                                  outcome, position)
         WHERE d.id = r.id AND d.lease_token = r.token
-        RETURNING r.position, r.error, d.id, d.attempts, d.status, d.ordering_key
+        RETURNING r.position, r.started_at, r.duration_ms, r.outcome, r.error, d.id, d.attempts,
+                  d.status, d.ordering_key
     ), recorded AS (
-        INSERT INTO switchyard.attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
-        SELECT u.id, u.attempts, a.started_at, a.duration_ms, a.outcome, u.error
-        FROM u
-        JOIN UNNEST($6::timestamptz[], $7::bigint[], $8::text[])
-             WITH ORDINALITY AS a(started_at, duration_ms, outcome, position)
-          ON a.position = u.position
+        INSERT INTO switchyard.earlier_attempts (delivery_id, attempt, started_at, duration_ms,
+                                                 outcome, error)
+        SELECT id, attempts, started_at, duration_ms, outcome, error FROM u
+        WHERE u.status = 'pending'
         ON CONFLICT DO NOTHING
     )
     SELECT position FROM u
@@ -194,7 +200,8 @@ pub(super) const RECLAIM_EXPIRED: &str = "
         FROM expired WHERE d.id = expired.id
         RETURNING d.id, d.attempts, d.claimed_at
     ), recorded AS (
-        INSERT INTO switchyard.attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
+        INSERT INTO switchyard.earlier_attempts (delivery_id, attempt, started_at, duration_ms,
+                                                 outcome, error)
         SELECT id, attempts, coalesce(claimed_at, now()),
                coalesce((extract(epoch FROM now() - claimed_at) * 1000)::bigint, 0), 'abandoned', $1
         FROM u

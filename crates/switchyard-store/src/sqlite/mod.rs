@@ -293,9 +293,10 @@ impl Store for SqliteStore {
         Ok(extended)
     }
 
-    /// Three statements whatever the batch size, with the results passed as one JSON
-    /// array: find which leases are still held, record those attempts, then move
-    /// those deliveries.
+    /// At most three statements whatever the batch size, with the results passed as
+    /// one JSON array: find which leases are still held, record the retried attempts
+    /// (when there are any), then move those deliveries, writing each final attempt
+    /// on its delivery's row.
     async fn finish(&self, results: &[Finished]) -> Result<Vec<bool>> {
         if results.is_empty() {
             return Ok(Vec::new());
@@ -327,10 +328,15 @@ impl Store for SqliteStore {
             .await?
             .into_iter()
             .collect();
-        sqlx::query(sql::RECORD_ATTEMPTS)
-            .bind(&batch)
-            .execute(&mut *tx)
-            .await?;
+        let retries = results
+            .iter()
+            .any(|result| rows::status_after(result.outcome) == DeliveryStatus::Pending);
+        if retries {
+            sqlx::query(sql::RECORD_ATTEMPTS)
+                .bind(&batch)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(sql::FINISH)
             .bind(&batch)
             .bind(timestamp(now))

@@ -109,30 +109,38 @@ pub(super) const HELD_LEASES: &str = "
     SELECT r.key FROM json_each(?1) r JOIN deliveries d ON d.id = r.value ->> 'id'
     WHERE d.lease_token = r.value ->> 'token' AND d.status = 'running'";
 
-/// `?1` the results as for [`HELD_LEASES`]. Records the attempts of the deliveries
-/// whose lease is still held, numbered as the fenced row says (the number its claim
-/// handed out). Runs before [`FINISH`], in the same transaction.
+/// `?1` the results as for [`HELD_LEASES`]. Records the attempts after which a
+/// delivery whose lease is still held runs again (retries), numbered as the fenced row
+/// says (the number its claim handed out). An attempt that ends its delivery is
+/// written on the delivery's row by [`FINISH`]. Runs before [`FINISH`], in the same
+/// transaction.
 pub(super) const RECORD_ATTEMPTS: &str = "
-    INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
+    INSERT INTO earlier_attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
     SELECT d.id, d.attempts, r.value ->> 'started_at', r.value ->> 'duration_ms',
            r.value ->> 'outcome', r.value ->> 'error'
     FROM json_each(?1) r JOIN deliveries d ON d.id = r.value ->> 'id'
     WHERE d.lease_token = r.value ->> 'token' AND d.status = 'running'
+      AND r.value ->> 'status' = 'pending'
     ON CONFLICT DO NOTHING";
 
 /// `?1` the results as for [`HELD_LEASES`], `?2` now. Moves the deliveries whose lease
-/// is still held (`run_at` null keeps the old one).
+/// is still held (`run_at` null keeps the old one), and writes the attempt that ends a
+/// delivery on its row.
 pub(super) const FINISH: &str = "
     UPDATE deliveries
     SET status = r.value ->> 'status', run_at = coalesce(r.value ->> 'run_at', deliveries.run_at),
         last_error = r.value ->> 'error', lease_token = NULL, lease_expires_at = NULL,
-        updated_at = ?2
+        updated_at = ?2,
+        final_started_at = iif(r.value ->> 'status' <> 'pending', r.value ->> 'started_at', NULL),
+        final_duration_ms = iif(r.value ->> 'status' <> 'pending', r.value ->> 'duration_ms', NULL),
+        final_outcome = iif(r.value ->> 'status' <> 'pending', r.value ->> 'outcome', NULL)
     FROM json_each(?1) r
     WHERE deliveries.id = r.value ->> 'id' AND deliveries.lease_token = r.value ->> 'token'
       AND deliveries.status = 'running'";
 
+/// An abandoned attempt: the delivery runs again.
 pub(super) const INSERT_ATTEMPT: &str = "
-    INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
+    INSERT INTO earlier_attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
     ON CONFLICT DO NOTHING";
 
