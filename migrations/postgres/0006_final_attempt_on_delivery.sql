@@ -2,9 +2,9 @@
 -- is recorded on the delivery's own row, in the update that ends it. Only attempts
 -- after which the delivery runs again (retries and abandoned attempts) get a row of
 -- their own, in `earlier_attempts`. Most deliveries succeed at the first attempt, so a
--- finish writes one row instead of two: inserting the attempt row, its key, and the
--- foreign-key check's lock on the delivery cost about as much Postgres time as the
--- rest of the drain. The `attempts` view lists every attempt, as the table did.
+-- finish writes one row instead of two: no attempt row, no entry in its key, and no
+-- foreign-key check locking the delivery (a fifth less WAL per delivery in a drain).
+-- The `attempts` view lists every attempt, as the table did.
 alter table switchyard.attempts rename to earlier_attempts;
 alter index switchyard.attempts_pkey rename to earlier_attempts_pkey;
 
