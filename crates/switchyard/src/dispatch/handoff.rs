@@ -10,10 +10,15 @@
 //! through the queue. A delivery whose trigger has no free slot is left pending, so a
 //! backlog is not overtaken while it waits for slots.
 //!
+//! A reservation takes the trigger's slot as well as the process's, so appends in
+//! flight at once (and claims) cannot count on the same free slot: a delivery created
+//! `running` starts as soon as it is handed off.
+//!
 //! The leases are as durable as the append, so a crash between the commit and the
 //! handler start is recovered like any other expired lease.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use switchyard_store::{Claimed, Lease, NewDelivery, NewEvent};
@@ -21,11 +26,17 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::Dispatcher;
 
-/// Handler slots held for the deliveries of one append. Dropping it frees them.
+/// Handler slots held for the deliveries of one append: one of this process's and one
+/// of the delivery's trigger's for each delivery marked to be claimed. Dropping it
+/// frees them.
 #[must_use = "dropping a reservation frees its slots"]
 pub struct Reservation {
     permits: Vec<OwnedSemaphorePermit>,
+    trigger_permits: TriggerPermits,
 }
+
+/// Slots of triggers held for deliveries not started yet, by trigger name.
+pub(super) type TriggerPermits = HashMap<Arc<str>, Vec<OwnedSemaphorePermit>>;
 
 impl Reservation {
     /// True when no delivery was marked to be claimed.
@@ -38,18 +49,22 @@ impl Reservation {
 pub(super) struct Handed {
     pub claimed: Vec<Claimed>,
     pub permits: Vec<OwnedSemaphorePermit>,
+    pub trigger_permits: TriggerPermits,
 }
 
 impl Dispatcher {
     /// Marks the deliveries of `batch` that this process can start at once as
-    /// [`claim`](NewDelivery::claim) and holds a handler slot for each. Marks none
-    /// unless the run loop has been [started](Dispatcher::start) and not stopped.
+    /// [`claim`](NewDelivery::claim) and holds a handler slot and a slot of its
+    /// trigger for each. Marks none unless the run loop has been
+    /// [started](Dispatcher::start) and not stopped.
     pub fn reserve(&self, batch: &mut [NewEvent]) -> Reservation {
-        let mut permits = Vec::new();
+        let mut reservation = Reservation {
+            permits: Vec::new(),
+            trigger_permits: HashMap::new(),
+        };
         if !self.accepting.load(Ordering::Acquire) {
-            return Reservation { permits };
+            return reservation;
         }
-        let mut taken: HashMap<&str, usize> = HashMap::new();
         let deliveries = batch.iter_mut().flat_map(|item| item.deliveries.iter_mut());
         for delivery in deliveries {
             let NewDelivery {
@@ -63,18 +78,21 @@ impl Dispatcher {
             let Some(runtime) = self.triggers.get(trigger.as_str()) else {
                 continue;
             };
-            let taken = taken.entry(runtime.name.as_ref()).or_default();
-            if *taken >= runtime.permits.available_permits() {
+            let Ok(trigger_permit) = runtime.permits.clone().try_acquire_owned() else {
                 continue;
-            }
+            };
             let Ok(permit) = self.global.clone().try_acquire_owned() else {
                 break;
             };
-            *taken += 1;
             *claim = true;
-            permits.push(permit);
+            reservation.permits.push(permit);
+            reservation
+                .trigger_permits
+                .entry(runtime.name.clone())
+                .or_default()
+                .push(trigger_permit);
         }
-        Reservation { permits }
+        reservation
     }
 
     /// Starts the deliveries an append claimed under `reservation`. If the run loop
@@ -86,6 +104,7 @@ impl Dispatcher {
         let handed = Handed {
             claimed,
             permits: reservation.permits,
+            trigger_permits: reservation.trigger_permits,
         };
         if let Err(refused) = self.handoffs.send(handed) {
             let leases: Vec<Lease> = refused.0.claimed.iter().map(|c| c.lease).collect();
@@ -93,5 +112,79 @@ impl Dispatcher {
                 tracing::warn!(%error, count = leases.len(), "could not release deliveries claimed during shutdown; their leases will expire");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use switchyard_core::Event;
+    use switchyard_core::config::DispatcherConfig;
+    use switchyard_core::retry::RetryPolicy;
+    use switchyard_store::{NewDelivery, NewEvent, SqliteStore};
+    use tokio::sync::{Notify, Semaphore};
+
+    use crate::dispatch::{Dispatcher, TriggerRuntime};
+    use crate::handler::{Resources, handler_fn};
+    use crate::metrics::Metrics;
+
+    fn to(trigger: &str) -> Vec<NewEvent> {
+        vec![NewEvent {
+            event: Event::new("s", "/s", "t"),
+            deliveries: vec![NewDelivery {
+                trigger: trigger.to_owned(),
+                ordering_key: None,
+                claim: false,
+            }],
+        }]
+    }
+
+    fn marked(batch: &[NewEvent]) -> bool {
+        batch[0].deliveries[0].claim
+    }
+
+    #[tokio::test]
+    async fn appends_in_flight_do_not_count_on_the_same_trigger_slot() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let slots = Arc::new(Semaphore::new(1));
+        let trigger = TriggerRuntime {
+            name: "t".into(),
+            handler: Arc::new(handler_fn(|_, _| async { Ok(()) })),
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(1),
+            permits: slots.clone(),
+        };
+        let dispatcher = Dispatcher::new(
+            Arc::new(store),
+            vec![trigger],
+            DispatcherConfig::default(),
+            Arc::new(Notify::new()),
+            Arc::new(Metrics::new()),
+            Arc::new(Resources::default()),
+        );
+        // As `start` does, without a run loop to take the handoffs.
+        dispatcher.accepting.store(true, Ordering::Release);
+
+        let (mut first, mut second, mut third) = (to("t"), to("t"), to("t"));
+        let held = dispatcher.reserve(&mut first);
+        assert!(marked(&first));
+        assert_eq!(
+            slots.available_permits(),
+            0,
+            "the reservation holds the slot"
+        );
+        let refused = dispatcher.reserve(&mut second);
+        assert!(
+            !marked(&second),
+            "the trigger's one slot is reserved already"
+        );
+        assert!(refused.is_empty());
+
+        drop(held);
+        let _again = dispatcher.reserve(&mut third);
+        assert!(marked(&third), "dropping a reservation frees its slots");
     }
 }

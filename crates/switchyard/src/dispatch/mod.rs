@@ -37,7 +37,7 @@ use tracing::Instrument;
 
 pub use attempt::Verdict;
 use completer::Completer;
-use handoff::Handed;
+use handoff::{Handed, TriggerPermits};
 
 use crate::HandlerError;
 use crate::handler::{Context, Handler, Resources};
@@ -200,30 +200,45 @@ impl Dispatcher {
         let global = self.global.clone();
         let handlers_cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let spawn =
-            |tasks: &mut JoinSet<()>, claimed: Vec<Claimed>, mut permits: Vec<_>, via: &str| {
-                let mut per_trigger: HashMap<&str, u64> = HashMap::new();
-                for delivery in &claimed {
-                    *per_trigger.entry(delivery.trigger.as_str()).or_default() += 1;
-                }
-                for (trigger, count) in per_trigger {
-                    self.metrics.deliveries_claimed(trigger, via, count);
-                }
-                for delivery in claimed {
-                    let permit = permits
-                        .pop()
-                        .expect("claimed no more than the permits held");
-                    self.track(delivery.lease);
-                    let this = self.clone();
-                    let completer = completer.clone();
-                    let shutdown = shutdown.clone();
-                    let cancel = handlers_cancel.child_token();
-                    tasks.spawn(async move {
-                        this.deliver(delivery, permit, completer, shutdown, cancel)
-                            .await
-                    });
-                }
-            };
+        // Deliveries handed off by ingress come with their trigger's slots; claimed ones
+        // wait for them in `deliver`.
+        let spawn = |tasks: &mut JoinSet<()>,
+                     claimed: Vec<Claimed>,
+                     mut permits: Vec<_>,
+                     mut trigger_permits: TriggerPermits,
+                     via: &str| {
+            let mut per_trigger: HashMap<&str, u64> = HashMap::new();
+            for delivery in &claimed {
+                *per_trigger.entry(delivery.trigger.as_str()).or_default() += 1;
+            }
+            for (trigger, count) in per_trigger {
+                self.metrics.deliveries_claimed(trigger, via, count);
+            }
+            for delivery in claimed {
+                let permit = permits
+                    .pop()
+                    .expect("claimed no more than the permits held");
+                let trigger_permit = trigger_permits
+                    .get_mut(delivery.trigger.as_str())
+                    .and_then(Vec::pop);
+                self.track(delivery.lease);
+                let this = self.clone();
+                let completer = completer.clone();
+                let shutdown = shutdown.clone();
+                let cancel = handlers_cancel.child_token();
+                tasks.spawn(async move {
+                    this.deliver(
+                        delivery,
+                        permit,
+                        trigger_permit,
+                        completer,
+                        shutdown,
+                        cancel,
+                    )
+                    .await
+                });
+            }
+        };
 
         let mut claims: FuturesUnordered<ClaimFuture> = FuturesUnordered::new();
         // Slots that claims in flight may fill.
@@ -237,7 +252,13 @@ impl Dispatcher {
             while tasks.try_join_next().is_some() {}
             if drained && claims.is_empty() {
                 self.idle(&self.open_triggers(), &shutdown, &mut handed, |h| {
-                    spawn(&mut tasks, h.claimed, h.permits, "append");
+                    spawn(
+                        &mut tasks,
+                        h.claimed,
+                        h.permits,
+                        h.trigger_permits,
+                        "append",
+                    );
                 })
                 .await;
                 drained = false;
@@ -261,7 +282,7 @@ impl Dispatcher {
                         Ok(claimed) => {
                             failures = 0;
                             drained = claimed.len() < claim.wanted;
-                            spawn(&mut tasks, claimed, claim.permits, "queue");
+                            spawn(&mut tasks, claimed, claim.permits, TriggerPermits::new(), "queue");
                         }
                         Err(error) => {
                             failures += 1;
@@ -271,8 +292,8 @@ impl Dispatcher {
                         }
                     }
                 }
-                Some(Handed { claimed, permits }) = handed.recv() => {
-                    spawn(&mut tasks, claimed, permits, "append");
+                Some(Handed { claimed, permits, trigger_permits }) = handed.recv() => {
+                    spawn(&mut tasks, claimed, permits, trigger_permits, "append");
                 }
                 () = sleep_until(paused_until), if paused_until.is_some() => paused_until = None,
                 mut permits = gather(&global, least), if may_claim => {
@@ -397,21 +418,25 @@ impl Dispatcher {
         self: Arc<Self>,
         claimed: Claimed,
         permit: OwnedSemaphorePermit,
+        trigger_permit: Option<OwnedSemaphorePermit>,
         completer: Completer,
         shutdown: CancellationToken,
         cancel: CancellationToken,
     ) {
         let lease = claimed.lease;
         let trigger = self.triggers[&claimed.trigger].clone();
-        let trigger_permit = tokio::select! {
-            permit = trigger.permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = shutdown.cancelled() => {
-                self.untrack(lease);
-                if let Err(error) = self.store.release(&[lease]).await {
-                    tracing::warn!(%error, delivery = lease.delivery_id, "could not release; its lease will expire");
+        let trigger_permit = match trigger_permit {
+            Some(permit) => permit,
+            None => tokio::select! {
+                permit = trigger.permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = shutdown.cancelled() => {
+                    self.untrack(lease);
+                    if let Err(error) = self.store.release(&[lease]).await {
+                        tracing::warn!(%error, delivery = lease.delivery_id, "could not release; its lease will expire");
+                    }
+                    return;
                 }
-                return;
-            }
+            },
         };
         let finished = self.execute(&trigger, &claimed, cancel).await;
         let outcome = finished.outcome;
