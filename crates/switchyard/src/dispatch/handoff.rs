@@ -26,17 +26,16 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::Dispatcher;
 
-/// Handler slots held for the deliveries of one append: one of this process's and one
-/// of the delivery's trigger's for each delivery marked to be claimed. Dropping it
-/// frees them.
+/// Handler slots held for deliveries not started yet. For an append: one of this
+/// process's and one of the delivery's trigger's for each delivery marked to be
+/// claimed. The run loop also wraps a claim's slots in one. Dropping it frees them.
 #[must_use = "dropping a reservation frees its slots"]
 pub struct Reservation {
-    permits: Vec<OwnedSemaphorePermit>,
-    trigger_permits: TriggerPermits,
+    pub(super) permits: Vec<OwnedSemaphorePermit>,
+    /// By trigger name. Empty for deliveries claimed from the queue, which take their
+    /// trigger's slot when they start.
+    pub(super) trigger_permits: HashMap<Arc<str>, Vec<OwnedSemaphorePermit>>,
 }
-
-/// Slots of triggers held for deliveries not started yet, by trigger name.
-pub(super) type TriggerPermits = HashMap<Arc<str>, Vec<OwnedSemaphorePermit>>;
 
 impl Reservation {
     /// True when no delivery was marked to be claimed.
@@ -48,8 +47,7 @@ impl Reservation {
 /// Claimed deliveries on their way to the run loop, with their slots.
 pub(super) struct Handed {
     pub claimed: Vec<Claimed>,
-    pub permits: Vec<OwnedSemaphorePermit>,
-    pub trigger_permits: TriggerPermits,
+    pub slots: Reservation,
 }
 
 impl Dispatcher {
@@ -103,8 +101,7 @@ impl Dispatcher {
         }
         let handed = Handed {
             claimed,
-            permits: reservation.permits,
-            trigger_permits: reservation.trigger_permits,
+            slots: reservation,
         };
         if let Err(refused) = self.handoffs.send(handed) {
             let leases: Vec<Lease> = refused.0.claimed.iter().map(|c| c.lease).collect();

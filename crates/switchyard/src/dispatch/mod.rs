@@ -37,7 +37,7 @@ use tracing::Instrument;
 
 pub use attempt::Verdict;
 use completer::Completer;
-use handoff::{Handed, TriggerPermits};
+use handoff::{Handed, Reservation};
 
 use crate::HandlerError;
 use crate::handler::{Context, Handler, Resources};
@@ -202,43 +202,44 @@ impl Dispatcher {
         let mut tasks = JoinSet::new();
         // Deliveries handed off by ingress come with their trigger's slots; claimed ones
         // wait for them in `deliver`.
-        let spawn = |tasks: &mut JoinSet<()>,
-                     claimed: Vec<Claimed>,
-                     mut permits: Vec<_>,
-                     mut trigger_permits: TriggerPermits,
-                     via: &str| {
-            let mut per_trigger: HashMap<&str, u64> = HashMap::new();
-            for delivery in &claimed {
-                *per_trigger.entry(delivery.trigger.as_str()).or_default() += 1;
-            }
-            for (trigger, count) in per_trigger {
-                self.metrics.deliveries_claimed(trigger, via, count);
-            }
-            for delivery in claimed {
-                let permit = permits
-                    .pop()
-                    .expect("claimed no more than the permits held");
-                let trigger_permit = trigger_permits
-                    .get_mut(delivery.trigger.as_str())
-                    .and_then(Vec::pop);
-                self.track(delivery.lease);
-                let this = self.clone();
-                let completer = completer.clone();
-                let shutdown = shutdown.clone();
-                let cancel = handlers_cancel.child_token();
-                tasks.spawn(async move {
-                    this.deliver(
-                        delivery,
-                        permit,
-                        trigger_permit,
-                        completer,
-                        shutdown,
-                        cancel,
-                    )
-                    .await
-                });
-            }
-        };
+        let spawn =
+            |tasks: &mut JoinSet<()>, claimed: Vec<Claimed>, slots: Reservation, via: &str| {
+                let Reservation {
+                    mut permits,
+                    mut trigger_permits,
+                } = slots;
+                let mut per_trigger: HashMap<&str, u64> = HashMap::new();
+                for delivery in &claimed {
+                    *per_trigger.entry(delivery.trigger.as_str()).or_default() += 1;
+                }
+                for (trigger, count) in per_trigger {
+                    self.metrics.deliveries_claimed(trigger, via, count);
+                }
+                for delivery in claimed {
+                    let permit = permits
+                        .pop()
+                        .expect("claimed no more than the permits held");
+                    let trigger_permit = trigger_permits
+                        .get_mut(delivery.trigger.as_str())
+                        .and_then(Vec::pop);
+                    self.track(delivery.lease);
+                    let this = self.clone();
+                    let completer = completer.clone();
+                    let shutdown = shutdown.clone();
+                    let cancel = handlers_cancel.child_token();
+                    tasks.spawn(async move {
+                        this.deliver(
+                            delivery,
+                            permit,
+                            trigger_permit,
+                            completer,
+                            shutdown,
+                            cancel,
+                        )
+                        .await
+                    });
+                }
+            };
 
         let mut claims: FuturesUnordered<ClaimFuture> = FuturesUnordered::new();
         // Slots that claims in flight may fill.
@@ -252,13 +253,7 @@ impl Dispatcher {
             while tasks.try_join_next().is_some() {}
             if drained && claims.is_empty() {
                 self.idle(&self.open_triggers(), &shutdown, &mut handed, |h| {
-                    spawn(
-                        &mut tasks,
-                        h.claimed,
-                        h.permits,
-                        h.trigger_permits,
-                        "append",
-                    );
+                    spawn(&mut tasks, h.claimed, h.slots, "append");
                 })
                 .await;
                 drained = false;
@@ -282,7 +277,11 @@ impl Dispatcher {
                         Ok(claimed) => {
                             failures = 0;
                             drained = claimed.len() < claim.wanted;
-                            spawn(&mut tasks, claimed, claim.permits, TriggerPermits::new(), "queue");
+                            let slots = Reservation {
+                                permits: claim.permits,
+                                trigger_permits: HashMap::new(),
+                            };
+                            spawn(&mut tasks, claimed, slots, "queue");
                         }
                         Err(error) => {
                             failures += 1;
@@ -292,8 +291,8 @@ impl Dispatcher {
                         }
                     }
                 }
-                Some(Handed { claimed, permits, trigger_permits }) = handed.recv() => {
-                    spawn(&mut tasks, claimed, permits, trigger_permits, "append");
+                Some(Handed { claimed, slots }) = handed.recv() => {
+                    spawn(&mut tasks, claimed, slots, "append");
                 }
                 () = sleep_until(paused_until), if paused_until.is_some() => paused_until = None,
                 mut permits = gather(&global, least), if may_claim => {
