@@ -16,6 +16,7 @@ use switchyard::{Context, Engine, Event, RunningEngine, handler_fn};
 use switchyard_store::{NewDelivery, NewEvent};
 use tokio::sync::mpsc;
 
+use crate::http::Connection;
 use crate::stats::{self, micros};
 
 /// What the `noop` handler reports.
@@ -165,15 +166,6 @@ pub async fn wait_drained(
     }
 }
 
-/// An HTTP client with keep-alive connections, up to `connections` of them.
-pub fn client(connections: usize) -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(60))
-        .build()?)
-}
-
 /// What a closed-loop run of POSTs came to.
 pub struct Posted {
     pub accepted: u64,
@@ -198,8 +190,6 @@ pub enum Until {
 /// `connections` tasks each POST the payload back to back on their own keep-alive
 /// connection until `until`.
 pub async fn closed_loop(addr: SocketAddr, connections: usize, until: Until) -> Result<Posted> {
-    let client = client(connections)?;
-    let url = format!("http://{addr}/bench");
     let start = Instant::now();
     let (deadline, budget) = match until {
         Until::Elapsed(duration) => (start + duration, u64::MAX),
@@ -208,8 +198,6 @@ pub async fn closed_loop(addr: SocketAddr, connections: usize, until: Until) -> 
     let budget = Arc::new(AtomicU64::new(budget));
     let mut tasks = Vec::with_capacity(connections);
     for worker in 0..connections {
-        let client = client.clone();
-        let url = url.clone();
         let budget = budget.clone();
         tasks.push(tokio::spawn(async move {
             let mut out = Posted {
@@ -220,6 +208,14 @@ pub async fn closed_loop(addr: SocketAddr, connections: usize, until: Until) -> 
                 elapsed: Duration::ZERO,
                 first_error: None,
             };
+            let mut connection = match Connection::open(addr, "/bench").await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    out.errors += 1;
+                    out.first_error = Some(format!("{error:#}"));
+                    return out;
+                }
+            };
             let mut seq = (worker as u64) << 40;
             while Instant::now() < deadline
                 && budget
@@ -228,34 +224,27 @@ pub async fn closed_loop(addr: SocketAddr, connections: usize, until: Until) -> 
             {
                 seq += 1;
                 let sent = Instant::now();
-                let result = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(stats::payload(seq))
-                    .send()
-                    .await;
-                match result {
+                match connection.post(stats::payload(seq).as_bytes()).await {
                     Ok(response) => {
-                        let status = response.status();
-                        let body = response.bytes().await;
                         out.latencies.push(micros(sent.elapsed()));
-                        match body {
-                            Ok(_) if status == reqwest::StatusCode::ACCEPTED => out.accepted += 1,
-                            Ok(body) => {
-                                out.rejected += 1;
-                                out.first_error.get_or_insert_with(|| {
-                                    format!("{status}: {}", String::from_utf8_lossy(&body))
-                                });
-                            }
-                            Err(error) => {
-                                out.errors += 1;
-                                out.first_error.get_or_insert_with(|| error.to_string());
-                            }
+                        if response.status == 202 {
+                            out.accepted += 1;
+                        } else {
+                            out.rejected += 1;
+                            out.first_error.get_or_insert_with(|| {
+                                format!(
+                                    "{}: {}",
+                                    response.status,
+                                    String::from_utf8_lossy(response.body)
+                                )
+                            });
                         }
                     }
                     Err(error) => {
+                        // The connection is in an unknown state: this worker stops.
                         out.errors += 1;
-                        out.first_error.get_or_insert_with(|| error.to_string());
+                        out.first_error.get_or_insert_with(|| format!("{error:#}"));
+                        break;
                     }
                 }
             }

@@ -3,8 +3,9 @@
 //! 64 keep-alive connections POST 256-byte JSON back to back for the run's duration;
 //! every 202 means the event was committed. Afterwards the event log is counted and
 //! must hold exactly the accepted events. Runs twice: with no trigger (the ingest path
-//! alone) and with one no-op trigger, the dispatcher draining concurrently as it would
-//! in production (the figure the target is judged on).
+//! alone, the figure docs/benchmarks.md judges against the target) and with one no-op
+//! trigger, the dispatcher draining concurrently as it would in production (printed
+//! against the same target beside it).
 
 use anyhow::{Result, bail};
 

@@ -12,7 +12,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::Ctx;
 use crate::backend::{Meter, Monitor};
-use crate::harness::{Probe, client, start_engine};
+use crate::harness::{Probe, start_engine};
+use crate::http::Connection;
 use crate::report::{Row, Summary, print_table};
 use crate::stats::{Percentiles, micros, payload};
 
@@ -24,11 +25,10 @@ pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
         let (probe, mut started_rx) = Probe::recording();
         let engine = start_engine(&db.url, 1, &probe).await?;
         let monitor = Monitor::open(&db).await?;
-        let client = client(1)?;
-        let url = format!("http://{}/bench", engine.local_addr());
+        let mut connection = Connection::open(engine.local_addr(), "/bench").await?;
         // Warm the connection and the engine's pools before measuring.
         for seq in 0..20u64 {
-            post(&client, &url, u64::MAX - seq).await?;
+            post(&mut connection, u64::MAX - seq).await?;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         while started_rx.try_recv().is_ok() {}
@@ -37,7 +37,7 @@ pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
         let (mut acked, mut started, mut recorded) = (Vec::new(), Vec::new(), Vec::new());
         for seq in 0..u64::from(samples) {
             let sent = Instant::now();
-            let id = post(&client, &url, seq).await?;
+            let id = post(&mut connection, seq).await?;
             acked.push(micros(sent.elapsed()));
             let at = loop {
                 let (got, at) = tokio::time::timeout(Duration::from_secs(10), started_rx.recv())
@@ -61,7 +61,7 @@ pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
             recorded.push(micros(sent.elapsed()));
         }
         let stopped = meter.stop(backend).await?;
-        drop(client);
+        drop(connection);
         engine.shutdown().await;
         let queries = monitor.queries();
         monitor.close().await;
@@ -96,17 +96,12 @@ pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
 }
 
 /// POSTs the payload for `seq`; returns the new event's id.
-async fn post(client: &reqwest::Client, url: &str, seq: u64) -> Result<uuid::Uuid> {
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(payload(seq))
-        .send()
-        .await?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await?;
-    if status != reqwest::StatusCode::ACCEPTED {
-        bail!("POST answered {status}: {body}");
+async fn post(connection: &mut Connection, seq: u64) -> Result<uuid::Uuid> {
+    let response = connection.post(payload(seq).as_bytes()).await?;
+    let body: serde_json::Value =
+        serde_json::from_slice(response.body).context("the response body is not JSON")?;
+    if response.status != 202 {
+        bail!("POST answered {}: {body}", response.status);
     }
     body["id"]
         .as_str()

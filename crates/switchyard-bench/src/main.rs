@@ -21,6 +21,7 @@ mod drain;
 mod fanout;
 mod floor;
 mod harness;
+mod http;
 mod ingest;
 mod latency;
 mod report;

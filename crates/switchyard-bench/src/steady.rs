@@ -17,7 +17,8 @@ use anyhow::Result;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::backend::{Backend, Meter};
-use crate::harness::{Probe, client, start_engine};
+use crate::harness::{Probe, start_engine};
+use crate::http::Pool;
 use crate::report::{Row, Summary, print_table};
 use crate::stats::{NEVER, Percentiles, fmt_int, micros, payload};
 use crate::{Args, Ctx};
@@ -36,8 +37,7 @@ async fn at_rate(backend: &Backend, args: &Args, rate: u32) -> Result<Outcome> {
     let result = async {
         let (probe, mut started_rx) = Probe::recording();
         let engine = start_engine(&db.url, 1, &probe).await?;
-        let client = client(MAX_IN_FLIGHT)?;
-        let url = Arc::new(format!("http://{}/bench", engine.local_addr()));
+        let pool = Arc::new(Pool::new(engine.local_addr(), "/bench"));
         let total = (f64::from(rate) * args.duration.as_secs_f64()).round() as u64;
         let interval_ns = 1e9 / f64::from(rate);
         let base = Instant::now() + Duration::from_millis(50);
@@ -88,31 +88,17 @@ async fn at_rate(backend: &Backend, args: &Args, rate: u32) -> Result<Outcome> {
         for seq in 0..total {
             tokio::time::sleep_until(due(seq).into()).await;
             let permit = in_flight.clone().acquire_owned().await?;
-            let (client, url, accepted, failed, error_tx) = (
-                client.clone(),
-                url.clone(),
+            let (pool, accepted, failed, error_tx) = (
+                pool.clone(),
                 accepted.clone(),
                 failed.clone(),
                 error_tx.clone(),
             );
             tokio::spawn(async move {
-                let result = client
-                    .post(url.as_str())
-                    .header("content-type", "application/json")
-                    .body(payload(seq))
-                    .send()
-                    .await;
-                let ok = match result {
-                    Ok(response) => {
-                        let status = response.status();
-                        let _ = response.bytes().await;
-                        if status == reqwest::StatusCode::ACCEPTED {
-                            Ok(())
-                        } else {
-                            Err(format!("status {status}"))
-                        }
-                    }
-                    Err(error) => Err(error.to_string()),
+                let ok = match pool.post(payload(seq).as_bytes()).await {
+                    Ok(202) => Ok(()),
+                    Ok(status) => Err(format!("status {status}")),
+                    Err(error) => Err(format!("{error:#}")),
                 };
                 match ok {
                     Ok(()) => accepted.fetch_add(1, Ordering::Relaxed),
@@ -143,7 +129,7 @@ async fn at_rate(backend: &Backend, args: &Args, rate: u32) -> Result<Outcome> {
         let _ = stop_tx.send(());
         let latencies = collector.await?;
         let stopped = meter.stop(backend).await?;
-        drop(client);
+        drop(pool);
         engine.shutdown().await;
         let usage = stopped.finish(backend, &db, 0).await;
         while let Ok(error) = error_rx.try_recv() {
