@@ -27,7 +27,7 @@ pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
         let monitor = Monitor::open(&db).await?;
         let analyzed = monitor.deliveries_analyzed().await?;
         let meter = Meter::start(backend, &db, "drain").await?;
-        let engine = start_engine(&db.url, 1, &probe).await?;
+        let engine = start_engine(&db.url, 1, ctx.args.concurrency, &probe).await?;
         wait_drained(&probe, &monitor, events, Duration::from_secs(30)).await?;
         let stopped = meter.stop(backend).await?;
         engine.shutdown().await;

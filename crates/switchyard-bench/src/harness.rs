@@ -67,13 +67,14 @@ fn seq_of(event: &Event) -> Option<u64> {
         .as_u64()
 }
 
-/// The YAML the bench engine runs: `triggers` no-op triggers on one HTTP source.
-pub fn config_yaml(store: &str, triggers: u32) -> String {
+/// The YAML the bench engine runs: `triggers` no-op triggers on one HTTP source, with
+/// `concurrency` slots in the dispatcher and on each trigger.
+pub fn config_yaml(store: &str, triggers: u32, concurrency: u32) -> String {
     let store = serde_json::to_string(store).expect("a string serializes");
     let mut yaml = format!(
         "store: {store}\n\
          http: {{ listen: \"127.0.0.1:0\" }}\n\
-         dispatcher: {{ concurrency: 256 }}\n\
+         dispatcher: {{ concurrency: {concurrency} }}\n\
          sources:\n  bench: {{ http: {{ path: /bench }} }}\n\
          triggers:\n"
     );
@@ -82,15 +83,20 @@ pub fn config_yaml(store: &str, triggers: u32) -> String {
     }
     for i in 0..triggers {
         yaml.push_str(&format!(
-            "  noop{i}: {{ source: bench, handler: noop, concurrency: 256 }}\n"
+            "  noop{i}: {{ source: bench, handler: noop, concurrency: {concurrency} }}\n"
         ));
     }
     yaml
 }
 
 /// Starts the engine on `store` with `triggers` no-op triggers reporting to `probe`.
-pub async fn start_engine(store: &str, triggers: u32, probe: &Arc<Probe>) -> Result<RunningEngine> {
-    let config = Config::parse(&config_yaml(store, triggers), &ProcessEnv)
+pub async fn start_engine(
+    store: &str,
+    triggers: u32,
+    concurrency: u32,
+    probe: &Arc<Probe>,
+) -> Result<RunningEngine> {
+    let config = Config::parse(&config_yaml(store, triggers, concurrency), &ProcessEnv)
         .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
     let probe = probe.clone();
     let handler = handler_fn(move |_ctx: Context, event: Event| {
@@ -279,10 +285,11 @@ mod tests {
 
     #[test]
     fn the_bench_config_parses_and_validates() {
-        let yaml = config_yaml("postgres://postgres@127.0.0.1:5432/sy_bench_x", 4);
+        let yaml = config_yaml("postgres://postgres@127.0.0.1:5432/sy_bench_x", 4, 512);
         let config = Config::parse(&yaml, &ProcessEnv).unwrap();
         assert_eq!(config.triggers.len(), 4);
-        assert_eq!(config.dispatcher.concurrency, 256);
+        assert_eq!(config.dispatcher.concurrency, 512);
+        assert_eq!(config.triggers["noop3"].concurrency, 512);
         assert_eq!(
             config.store,
             "postgres://postgres@127.0.0.1:5432/sy_bench_x"

@@ -161,6 +161,11 @@ mod tests {
                 .contains("transfer-encoding")
         );
         let bad = b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n";
-        assert!(parse_head(bad).unwrap_err().to_string().contains("content-length"));
+        assert!(
+            parse_head(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("content-length")
+        );
     }
 }

@@ -19,7 +19,7 @@ async fn phase(backend: &Backend, args: &Args, triggers: u32) -> Result<(Row, bo
     let db = backend.fresh("ingest").await?;
     let result = async {
         let probe = Probe::new();
-        let engine = start_engine(&db.url, triggers, &probe).await?;
+        let engine = start_engine(&db.url, triggers, args.concurrency, &probe).await?;
         let meter = Meter::start(backend, &db, &format!("ingest, {triggers} trigger(s)")).await?;
         let posted = closed_loop(
             engine.local_addr(),

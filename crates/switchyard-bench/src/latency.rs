@@ -23,7 +23,7 @@ pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
     let db = backend.fresh("latency").await?;
     let result = async {
         let (probe, mut started_rx) = Probe::recording();
-        let engine = start_engine(&db.url, 1, &probe).await?;
+        let engine = start_engine(&db.url, 1, ctx.args.concurrency, &probe).await?;
         let monitor = Monitor::open(&db).await?;
         let mut connection = Connection::open(engine.local_addr(), "/bench").await?;
         // Warm the connection and the engine's pools before measuring.

@@ -112,6 +112,12 @@ pub struct Args {
     /// Concurrent keep-alive HTTP connections for `ingest` and `fanout`.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
+    /// `dispatcher.concurrency` and each no-op trigger's `concurrency` in the bench
+    /// engine. A claim holds its slots until its rows come back, so a handler that takes
+    /// microseconds leaves the slots in claims: 512 lets two full claims of 256 be in
+    /// flight at once.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
     /// Concurrent database connections for `floor`.
     #[arg(long, default_value_t = 8)]
     pub floor_connections: u32,
@@ -204,12 +210,13 @@ async fn run(cli: Cli) -> ExitCode {
         }
     }
     println!(
-        "# switchyard-bench on {} ({}), {} cores, duration {:?}, drain events {}",
+        "# switchyard-bench on {} ({}), {} cores, duration {:?}, drain events {}, concurrency {}",
         backend.label(),
         redact(&cli.store),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.duration,
-        args.events
+        args.events,
+        args.concurrency
     );
     let ctx = Ctx { backend, args };
     let mut failed = false;
