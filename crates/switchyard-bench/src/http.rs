@@ -11,10 +11,15 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+/// How long one request may take before the run fails, so that a hung engine ends a
+/// workload with an error instead of stalling it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One keep-alive connection that POSTs JSON to one path.
 pub struct Connection {
@@ -49,6 +54,18 @@ impl Connection {
 
     /// POSTs `body` and reads the whole response.
     pub async fn post(&mut self, body: &[u8]) -> Result<Response<'_>> {
+        let (status, head_len, end) = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(body))
+            .await
+            .with_context(|| format!("no response within {REQUEST_TIMEOUT:?}"))??;
+        Ok(Response {
+            status,
+            body: &self.response[head_len..end],
+        })
+    }
+
+    /// Sends the request and reads its response into `self.response`; returns the
+    /// status, where the body starts and where it ends.
+    async fn exchange(&mut self, body: &[u8]) -> Result<(u16, usize, usize)> {
         self.request.clear();
         self.request.extend_from_slice(self.head.as_bytes());
         write!(self.request, "{}\r\n\r\n", body.len()).expect("writing to a Vec");
@@ -76,10 +93,7 @@ impl Connection {
         if self.response.len() > end {
             bail!("the server sent more than one response to one request");
         }
-        Ok(Response {
-            status,
-            body: &self.response[head_len..end],
-        })
+        Ok((status, head_len, end))
     }
 }
 

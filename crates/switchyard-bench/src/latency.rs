@@ -98,11 +98,15 @@ pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
 /// POSTs the payload for `seq`; returns the new event's id.
 async fn post(connection: &mut Connection, seq: u64) -> Result<uuid::Uuid> {
     let response = connection.post(payload(seq).as_bytes()).await?;
-    let body: serde_json::Value =
-        serde_json::from_slice(response.body).context("the response body is not JSON")?;
     if response.status != 202 {
-        bail!("POST answered {}: {body}", response.status);
+        bail!(
+            "POST answered {}: {}",
+            response.status,
+            String::from_utf8_lossy(response.body)
+        );
     }
+    let body: serde_json::Value =
+        serde_json::from_slice(response.body).context("the 202 body is not JSON")?;
     body["id"]
         .as_str()
         .and_then(|id| id.parse().ok())
