@@ -38,6 +38,10 @@ use switchyard_core::HumanDuration;
 use crate::backend::{Backend, redact};
 use crate::report::Summary;
 
+/// The allocator of the `switchyard` binary, so that the engine runs here as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Workload {
     Floor,
