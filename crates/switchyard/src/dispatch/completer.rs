@@ -1,56 +1,47 @@
 //! Records attempt results in batches: concurrent deliveries that finish together share
 //! one fenced `finish` transaction.
+//!
+//! A delivery task hands its result over and ends; the completer, not the task, stops
+//! tracking the lease once the result is recorded. So a batch of 256 results wakes no
+//! task when it commits.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_store::{Finished, Store};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use super::InFlight;
+
 const MAX_BATCH: usize = 256;
-
-/// A result queued by [`Completer::submit`], not yet known to be recorded.
-pub struct Pending(Option<oneshot::Receiver<bool>>);
-
-impl Pending {
-    /// Whether the store accepted the result.
-    pub async fn recorded(self) -> bool {
-        match self.0 {
-            Some(answer) => answer.await.unwrap_or(false),
-            None => false,
-        }
-    }
-}
 
 /// A handle to the completer task. Cheap to clone.
 #[derive(Clone)]
 pub struct Completer {
-    tx: mpsc::Sender<(Finished, oneshot::Sender<bool>)>,
+    tx: mpsc::Sender<Finished>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl Completer {
     /// Starts the task. `wake` is notified after each batch, since a finished ordered
-    /// delivery may unblock the next one of its key.
-    pub fn start(store: Arc<dyn Store>, wake: Arc<Notify>) -> Self {
+    /// delivery may unblock the next one of its key. Each recorded (or refused) result's
+    /// lease leaves `in_flight`, so heartbeats stop extending it.
+    pub fn start(store: Arc<dyn Store>, wake: Arc<Notify>, in_flight: InFlight) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
-        let task = tokio::spawn(record(store, rx, wake));
+        let task = tokio::spawn(record(store, rx, wake, in_flight));
         Self {
             tx,
             task: Arc::new(std::sync::Mutex::new(Some(task))),
         }
     }
 
-    /// Queues one result for recording, waiting while the queue is full. The returned
-    /// [`Pending`] resolves to `true` once committed, `false` if the lease was lost (or
-    /// the completer stopped first, in which case the lease expires and the delivery
-    /// runs again).
-    pub async fn submit(&self, finished: Finished) -> Pending {
-        let (reply, answer) = oneshot::channel();
-        match self.tx.send((finished, reply)).await {
-            Ok(()) => Pending(Some(answer)),
-            Err(_) => Pending(None),
+    /// Queues one result for recording, waiting while the queue is full. Once the
+    /// completer has stopped the result is dropped and its lease stays in flight, to be
+    /// released (or to expire) with the others.
+    pub async fn submit(&self, finished: Finished) {
+        if self.tx.send(finished).await.is_err() {
+            tracing::debug!("the completer has stopped; the delivery will be released");
         }
     }
 
@@ -68,29 +59,21 @@ impl Completer {
 
 async fn record(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<(Finished, oneshot::Sender<bool>)>,
+    mut rx: mpsc::Receiver<Finished>,
     wake: Arc<Notify>,
+    in_flight: InFlight,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (results, replies): (Vec<Finished>, Vec<oneshot::Sender<bool>>) =
-            batch.drain(..).unzip();
+    let mut results = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut results, MAX_BATCH).await > 0 {
         let mut pause = Duration::from_millis(50);
-        let accepted = loop {
-            match store.finish(&results).await {
-                Ok(accepted) => break accepted,
-                Err(error) => {
-                    // Keep the results: losing them would rerun handlers that succeeded.
-                    tracing::warn!(%error, results = results.len(), retry_in = ?pause, "could not record results");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-            }
-        };
-        wake.notify_one();
-        for (reply, accepted) in replies.into_iter().zip(accepted) {
-            // The delivery task may have been aborted at shutdown; the result stands.
-            let _ = reply.send(accepted);
+        // Which results were refused (their lease was lost) the store logs itself.
+        while let Err(error) = store.finish(&results).await {
+            // Keep the results: losing them would rerun handlers that succeeded.
+            tracing::warn!(%error, results = results.len(), retry_in = ?pause, "could not record results");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
+        wake.notify_one();
+        in_flight.remove(results.drain(..).map(|result| result.lease));
     }
 }

@@ -83,6 +83,38 @@ async fn sleep_until(until: Option<Instant>) {
     }
 }
 
+/// The leases this process holds: heartbeats extend them, and shutdown releases those
+/// whose results were not recorded. Shared with the completer, which removes a lease
+/// once its result is recorded.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashSet<Lease>>>);
+
+impl InFlight {
+    fn insert(&self, lease: Lease) {
+        self.0.lock().expect("in-flight lock").insert(lease);
+    }
+
+    fn remove(&self, leases: impl IntoIterator<Item = Lease>) {
+        let mut held = self.0.lock().expect("in-flight lock");
+        for lease in leases {
+            held.remove(&lease);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Lease> {
+        self.0
+            .lock()
+            .expect("in-flight lock")
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn take(&self) -> Vec<Lease> {
+        self.0.lock().expect("in-flight lock").drain().collect()
+    }
+}
+
 /// A trigger as the dispatcher runs it.
 pub struct TriggerRuntime {
     pub name: Arc<str>,
@@ -109,7 +141,7 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     resources: Arc<Resources>,
-    in_flight: Mutex<HashSet<Lease>>,
+    in_flight: InFlight,
     /// Handler slots of this process (`dispatcher.concurrency`), shared by claims and
     /// handoffs.
     global: Arc<Semaphore>,
@@ -145,7 +177,7 @@ impl Dispatcher {
             wake,
             metrics,
             resources,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: InFlight::default(),
             accepting: AtomicBool::new(false),
             handoffs,
             handed: Mutex::new(Some(handed)),
@@ -187,7 +219,11 @@ impl Dispatcher {
             shutdown.cancelled().await;
             return;
         }
-        let completer = Completer::start(self.store.clone(), self.wake.clone());
+        let completer = Completer::start(
+            self.store.clone(),
+            self.wake.clone(),
+            self.in_flight.clone(),
+        );
         let background = CancellationToken::new();
         tokio::spawn(self.clone().heartbeat(background.clone()));
         tokio::spawn(self.clone().reclaim(background.clone()));
@@ -222,7 +258,7 @@ impl Dispatcher {
                     let trigger_permit = trigger_permits
                         .get_mut(delivery.trigger.as_str())
                         .and_then(Vec::pop);
-                    self.track(delivery.lease);
+                    self.in_flight.insert(delivery.lease);
                     let this = self.clone();
                     let completer = completer.clone();
                     let shutdown = shutdown.clone();
@@ -328,13 +364,13 @@ impl Dispatcher {
         handed.close();
         while let Some(Handed { claimed, .. }) = handed.recv().await {
             for delivery in claimed {
-                self.track(delivery.lease);
+                self.in_flight.insert(delivery.lease);
             }
         }
         while let Some((_, result)) = claims.next().await {
             if let Ok(claimed) = result {
                 for delivery in claimed {
-                    self.track(delivery.lease);
+                    self.in_flight.insert(delivery.lease);
                 }
             }
         }
@@ -369,12 +405,7 @@ impl Dispatcher {
             );
         }
         background.cancel();
-        let leftover: Vec<Lease> = self
-            .in_flight
-            .lock()
-            .expect("in-flight lock")
-            .drain()
-            .collect();
+        let leftover = self.in_flight.take();
         if !leftover.is_empty() {
             match self.store.release(&leftover).await {
                 Ok(released) => tracing::info!(released, "released unfinished deliveries"),
@@ -429,7 +460,7 @@ impl Dispatcher {
             None => tokio::select! {
                 permit = trigger.permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
                 () = shutdown.cancelled() => {
-                    self.untrack(lease);
+                    self.in_flight.remove([lease]);
                     if let Err(error) = self.store.release(&[lease]).await {
                         tracing::warn!(%error, delivery = lease.delivery_id, "could not release; its lease will expire");
                     }
@@ -438,22 +469,12 @@ impl Dispatcher {
             },
         };
         let finished = self.execute(&trigger, &claimed, cancel).await;
-        let outcome = finished.outcome;
         // The handler is done, so its slots go to the next claim while the result
-        // commits; the lease stays tracked (and heartbeated) until it is recorded.
-        // While the completer's queue is full the slots are kept, which slows claims
-        // to the rate results are recorded.
-        let pending = completer.submit(finished).await;
+        // commits; the lease stays in flight (and heartbeated) until the completer has
+        // recorded it. While the completer's queue is full the slots are kept, which
+        // slows claims to the rate results are recorded.
+        completer.submit(finished).await;
         drop((trigger_permit, permit));
-        let recorded = pending.recorded().await;
-        if !recorded {
-            tracing::warn!(
-                delivery = lease.delivery_id,
-                ?outcome,
-                "result refused: the lease was lost to another worker"
-            );
-        }
-        self.untrack(lease);
     }
 
     /// Runs one attempt of a claimed delivery and decides what follows.
@@ -576,17 +597,6 @@ impl Dispatcher {
             .collect()
     }
 
-    fn track(&self, lease: Lease) {
-        self.in_flight.lock().expect("in-flight lock").insert(lease);
-    }
-
-    fn untrack(&self, lease: Lease) {
-        self.in_flight
-            .lock()
-            .expect("in-flight lock")
-            .remove(&lease);
-    }
-
     async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
         let every = self.lease() / 3;
         loop {
@@ -594,13 +604,7 @@ impl Dispatcher {
                 () = tokio::time::sleep(every) => {}
                 () = stop.cancelled() => return,
             }
-            let leases: Vec<Lease> = self
-                .in_flight
-                .lock()
-                .expect("in-flight lock")
-                .iter()
-                .copied()
-                .collect();
+            let leases = self.in_flight.snapshot();
             if leases.is_empty() {
                 continue;
             }
