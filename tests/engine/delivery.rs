@@ -1,5 +1,5 @@
 //! Dispatch scenarios: once-only delivery, dedupe, retries, dead letters, replay,
-//! ordering and fan-out — each against SQLite and Postgres.
+//! leases held by slow handlers, ordering and fan-out — each against SQLite and Postgres.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -372,6 +372,35 @@ async fn claimed_via(addr: std::net::SocketAddr, trigger: &str, via: &str) -> u6
 /// While its trigger has a free slot, an event's delivery is claimed by the append
 /// that creates it and started at once; once the trigger is full, deliveries wait in
 /// the queue and are claimed from there as slots free up.
+/// Heartbeats extend the lease of a delivery in flight until its result is recorded,
+/// so a handler that runs for several lease periods is neither reclaimed nor run twice.
+async fn a_handler_slower_than_its_lease_keeps_it(backend: Backend) {
+    const SLOW: &str = r#"
+dispatcher: { lease: 1s }
+sources: { orders: { http: { path: /orders } } }
+triggers:
+  record: { source: orders, handler: record, timeout: 10s, retry: { max_attempts: 3, initial: 10ms, jitter: none } }
+"#;
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let handler = handler_fn(move |_ctx: Context, _event: Event| {
+        let calls = counted.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            Ok(())
+        }
+    });
+    let store = fresh_store(backend).await;
+    let engine = start(Engine::from_cli().handler("record", handler), SLOW, &store).await;
+    let response = post_json(engine.local_addr(), "/orders", json!({}), &[]).await;
+    let id = event_id(&response.json().await.unwrap());
+    let attempts = wait_for_status(engine.store(), id, DeliveryStatus::Succeeded).await;
+    assert_eq!(attempts, [AttemptOutcome::Succeeded]);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    engine.shutdown().await;
+}
+
 async fn a_busy_trigger_queues_what_it_cannot_start(backend: Backend) {
     let started = Arc::new(AtomicU32::new(0));
     let running = Arc::new(AtomicU32::new(0));
@@ -544,5 +573,6 @@ both_backends!(
     a_fatal_error_is_dead_after_one_attempt_and_replay_delivers,
     fans_out_to_three_triggers,
     a_busy_trigger_queues_what_it_cannot_start,
+    a_handler_slower_than_its_lease_keeps_it,
     per_key_ordering_holds_under_concurrency,
 );
