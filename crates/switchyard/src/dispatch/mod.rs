@@ -90,8 +90,8 @@ async fn sleep_until(until: Option<Instant>) {
 struct InFlight(Arc<Mutex<HashSet<Lease>>>);
 
 impl InFlight {
-    fn insert(&self, lease: Lease) {
-        self.0.lock().expect("in-flight lock").insert(lease);
+    fn insert(&self, leases: impl IntoIterator<Item = Lease>) {
+        self.0.lock().expect("in-flight lock").extend(leases);
     }
 
     fn remove(&self, leases: impl IntoIterator<Item = Lease>) {
@@ -251,6 +251,8 @@ impl Dispatcher {
                 for (trigger, count) in per_trigger {
                     self.metrics.deliveries_claimed(trigger, via, count);
                 }
+                self.in_flight
+                    .insert(claimed.iter().map(|delivery| delivery.lease));
                 for delivery in claimed {
                     let permit = permits
                         .pop()
@@ -258,7 +260,6 @@ impl Dispatcher {
                     let trigger_permit = trigger_permits
                         .get_mut(delivery.trigger.as_str())
                         .and_then(Vec::pop);
-                    self.in_flight.insert(delivery.lease);
                     let this = self.clone();
                     let completer = completer.clone();
                     let shutdown = shutdown.clone();
@@ -363,15 +364,13 @@ impl Dispatcher {
         self.accepting.store(false, Ordering::Release);
         handed.close();
         while let Some(Handed { claimed, .. }) = handed.recv().await {
-            for delivery in claimed {
-                self.in_flight.insert(delivery.lease);
-            }
+            self.in_flight
+                .insert(claimed.iter().map(|delivery| delivery.lease));
         }
         while let Some((_, result)) = claims.next().await {
             if let Ok(claimed) = result {
-                for delivery in claimed {
-                    self.in_flight.insert(delivery.lease);
-                }
+                self.in_flight
+                    .insert(claimed.iter().map(|delivery| delivery.lease));
             }
         }
 
