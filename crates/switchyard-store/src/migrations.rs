@@ -48,6 +48,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         "final attempt on delivery",
         include_str!("../../../migrations/postgres/0006_final_attempt_on_delivery.sql"),
     ),
+    (
+        7,
+        "hot claim",
+        include_str!("../../../migrations/postgres/0007_hot_claim.sql"),
+    ),
 ]);
 
 pub(crate) const SQLITE: Embedded = Embedded(&[
@@ -263,9 +268,10 @@ mod tests {
         assert_eq!(started.as_deref(), Some("2026-05-01T12:00:01.000000Z"));
     }
 
-    /// Leaves its database behind when it fails, for a look at it.
-    #[tokio::test]
-    async fn postgres_final_attempts_move_onto_their_deliveries() {
+    /// A new database on the test Postgres server, with an empty `switchyard` schema
+    /// on the search path of the returned connection, and the admin connection that
+    /// [`drop_scratch`] drops it with.
+    async fn scratch_database() -> (PgConnection, String, PgConnection) {
         let admin_url = std::env::var("SWITCHYARD_TEST_PG")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
         let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|error| {
@@ -284,6 +290,21 @@ mod tests {
         for statement in ["CREATE SCHEMA switchyard", "SET search_path TO switchyard"] {
             sqlx::query(statement).execute(&mut conn).await.unwrap();
         }
+        (admin, name, conn)
+    }
+
+    async fn drop_scratch(mut admin: PgConnection, name: &str, conn: PgConnection) {
+        conn.close().await.unwrap();
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    /// Leaves its database behind when it fails, for a look at it.
+    #[tokio::test]
+    async fn postgres_final_attempts_move_onto_their_deliveries() {
+        let (admin, name, mut conn) = scratch_database().await;
         run(Embedded(&POSTGRES.0[..5]), &mut conn).await.unwrap();
         let seed = [
             "INSERT INTO events (id, source_name, source, type, time)
@@ -295,10 +316,55 @@ mod tests {
                     ('0190a0f0-0000-7000-8000-000000000001', 't', 'replayed', 1, 'gave up')",
         ];
         assert_final_attempts_move!(&mut conn, seed, POSTGRES);
-        conn.close().await.unwrap();
-        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        drop_scratch(admin, &name, conn).await;
+    }
+
+    /// A delivery that was `running` when the migration to HOT claims ran is `pending`
+    /// under the same lease afterwards, so its holder can still finish it. Leaves its
+    /// database behind when it fails.
+    #[tokio::test]
+    async fn postgres_running_deliveries_keep_their_lease_when_claims_become_hot() {
+        let (admin, name, mut conn) = scratch_database().await;
+        run(Embedded(&POSTGRES.0[..6]), &mut conn).await.unwrap();
+        let token = "0190a0f0-0000-7000-8000-0000000000aa";
+        for statement in [
+            "INSERT INTO events (id, source_name, source, type, time)
+             VALUES ('0190a0f0-0000-7000-8000-000000000001', 's', '/s', 't', now())"
+                .to_owned(),
+            format!(
+                "INSERT INTO deliveries (event_id, trigger, status, attempts, lease_token,
+                                         lease_expires_at)
+                 VALUES ('0190a0f0-0000-7000-8000-000000000001', 't', 'running', 1, '{token}',
+                         now() + interval '1 minute'),
+                        ('0190a0f0-0000-7000-8000-000000000001', 't', 'succeeded', 1, NULL,
+                         NULL)"
+            ),
+        ] {
+            sqlx::query(&statement).execute(&mut conn).await.unwrap();
+        }
+
+        run(POSTGRES, &mut conn).await.unwrap();
+
+        let rows: Vec<(String, Option<uuid::Uuid>)> =
+            sqlx::query_as("SELECT status, lease_token FROM deliveries ORDER BY id")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let token = Some(token.parse().unwrap());
+        assert_eq!(
+            rows,
+            [
+                ("pending".to_owned(), token),
+                ("succeeded".to_owned(), None)
+            ]
+        );
+        let options: Option<Vec<String>> = sqlx::query_scalar(
+            "SELECT reloptions FROM pg_class WHERE oid = 'switchyard.deliveries'::regclass",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(options, Some(vec!["fillfactor=40".to_owned()]));
+        drop_scratch(admin, &name, conn).await;
     }
 }

@@ -356,3 +356,44 @@ async fn postgres_wait_for_work_wakes_on_append_elsewhere() {
     })
     .await;
 }
+
+/// A claim changes no indexed column, so Postgres updates each claimed row in place on
+/// its page (a HOT update) and writes no index entry; see migration 0007. Postgres
+/// publishes a backend's table counters when the backend goes idle, at most once a
+/// second, so this polls them.
+#[tokio::test]
+async fn postgres_claims_are_hot_updates() {
+    with_pg_db(|db| async move {
+        let store = db.open().await;
+        store.migrate().await.unwrap();
+        let batch: Vec<NewEvent> = (0..200).map(|_| to(&event("s", "x"), &["t"])).collect();
+        store.append(&batch).await.unwrap();
+        let claimed = store.claim(&names(&["t"]), 200, LEASE).await.unwrap();
+        assert_eq!(claimed.len(), 200);
+
+        let mut observer = PgConnection::connect(&db.url).await.unwrap();
+        let mut counts = (0, 0);
+        for _ in 0..150 {
+            sqlx::query("SELECT pg_stat_clear_snapshot()")
+                .execute(&mut observer)
+                .await
+                .unwrap();
+            counts = sqlx::query_as(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+                 WHERE relid = 'switchyard.deliveries'::regclass",
+            )
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+            if counts.0 >= 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        observer.close().await.unwrap();
+        let (updated, hot): (i64, i64) = counts;
+        assert_eq!(updated, 200, "the claim's updates were not all published");
+        assert_eq!(hot, 200, "claims that were not HOT updates");
+    })
+    .await;
+}

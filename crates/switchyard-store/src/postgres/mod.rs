@@ -35,17 +35,18 @@ use crate::{
 /// The store on a Postgres database, in its `switchyard` schema.
 ///
 /// Holds a pool of up to 20 connections; once [`Store::wait_for_work`] has been
-/// called, one of them stays with the `LISTEN` for the life of the store. Claims and
-/// heartbeats use a second pool of up to 4 connections that commit asynchronously
-/// (`synchronous_commit = off`): they do not wait for the WAL flush. That is safe
-/// because nothing is acknowledged on the strength of a lease alone. If the server
-/// crashes before a claim reaches the disk, the delivery is pending again after
-/// recovery and runs again (its result, if any, is refused: the lease no longer
-/// exists); any later synchronous commit, such as the `finish` that records the
-/// attempt, flushes the WAL up to and including the claim first.
+/// called, one of them stays with the `LISTEN` for the life of the store. Claims,
+/// heartbeats and reclaims of expired leases use a second pool of up to 4 connections
+/// that commit asynchronously (`synchronous_commit = off`): they do not wait for the
+/// WAL flush. That is safe because nothing is acknowledged on the strength of a lease
+/// alone. If the server crashes before a claim reaches the disk, the delivery is
+/// pending again after recovery and runs again (its result, if any, is refused: the
+/// lease no longer exists); any later synchronous commit, such as the `finish` that
+/// records the attempt, flushes the WAL up to and including the claim first. A lost
+/// reclaim leaves the lease expired, to be reclaimed again.
 ///
 /// Finishes use a third pool of up to 2 connections that commits synchronously. The
-/// claim, heartbeat and finish connections plan with [`INDEX_PLANS`].
+/// lease and finish connections plan with [`INDEX_PLANS`].
 pub struct PostgresStore {
     pool: PgPool,
     leases: PgPool,
@@ -53,10 +54,10 @@ pub struct PostgresStore {
     listener: Mutex<Option<PgListener>>,
 }
 
-/// Planner settings of the connections that claim, heartbeat and finish. Each of those
-/// statements has one right plan at any table size: a claim walks `deliveries_runnable`
-/// in `(run_at, id)` order and stops after its limit, and a heartbeat or finish looks
-/// each delivery up by primary key. The planner prices them from statistics that a
+/// Planner settings of the connections that claim, heartbeat, reclaim and finish. Each
+/// of those statements has one right plan at any table size: a claim walks
+/// `deliveries_runnable` in `(run_at, id)` order and stops after its limit, a reclaim
+/// walks its due part, and a heartbeat or finish looks each delivery up by primary key. The planner prices them from statistics that a
 /// queue outruns (it fills from empty in seconds, and the first `ANALYZE` saw it empty),
 /// and with every page in shared buffers it overprices index lookups as random reads.
 /// So on a table of 20,000 rows it chose to read every pending row and sort them for a
@@ -275,8 +276,11 @@ impl Store for PostgresStore {
         Ok(released)
     }
 
+    /// On a lease connection: it plans the walk along `deliveries_runnable` whatever
+    /// the statistics say (the alternative is reading the whole table), and a
+    /// reclaim lost in a crash is made again after recovery.
     async fn reclaim_expired(&self) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.leases.begin().await?;
         let reclaimed: i64 = sqlx::query_scalar(sql::RECLAIM_EXPIRED)
             .bind(LEASE_EXPIRED)
             .fetch_one(&mut *tx)
@@ -374,7 +378,7 @@ impl Store for PostgresStore {
                 sql.push(" AND x.trigger = ").push_bind(trigger);
             }
             if let Some(status) = query.status {
-                sql.push(" AND x.status = ").push_bind(status.as_str());
+                sql.push(sql::DELIVERY_STATUS_IS).push_bind(status.as_str());
             }
             sql.push(")");
         }

@@ -27,24 +27,46 @@ macro_rules! event_columns {
     };
 }
 
-/// The columns of `switchyard.deliveries` that `columns::delivery` reads.
+/// The status the store reports for the delivery aliased `$d`. A claim leaves a
+/// delivery `pending` (so that it is a HOT update; see migration 0007) and gives it a
+/// lease: a `pending` delivery holding a lease is `running`.
+macro_rules! status_of {
+    ($d:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $d,
+            ".status = 'pending' AND ",
+            $d,
+            ".lease_token IS NOT NULL ",
+            "THEN 'running' ELSE ",
+            $d,
+            ".status END"
+        )
+    };
+}
+
+/// The columns of `switchyard.deliveries` aliased `d` that `columns::delivery` reads.
 macro_rules! delivery_columns {
     () => {
-        "id, event_id, trigger, status, attempts, run_at, created_at, updated_at, ordering_key, \
-         replay_of, last_error"
+        concat!(
+            "d.id, d.event_id, d.trigger, ",
+            status_of!("d"),
+            " AS status, d.attempts, d.run_at, d.created_at, d.updated_at, d.ordering_key, \
+             d.replay_of, d.last_error"
+        )
     };
 }
 
 /// True when delivery `d` is not held back by its ordering key: no other delivery of
-/// the same trigger and key is running, and no earlier one is pending. Checking
-/// "running" regardless of id keeps a key to one delivery at a time even when two
-/// appends commit out of id order.
+/// the same trigger and key is running (pending under a lease), and no earlier one is
+/// pending. Checking "running" regardless of id keeps a key to one delivery at a time
+/// even when two appends commit out of id order.
 macro_rules! ordering_clear {
     () => {
         "(d.ordering_key IS NULL OR NOT EXISTS (
             SELECT 1 FROM switchyard.deliveries o
             WHERE o.trigger = d.trigger AND o.ordering_key = d.ordering_key AND o.id <> d.id
-              AND (o.status = 'running' OR (o.status = 'pending' AND o.id < d.id))))"
+              AND o.status = 'pending' AND (o.lease_token IS NOT NULL OR o.id < d.id)))"
     };
 }
 
@@ -52,8 +74,9 @@ macro_rules! ordering_clear {
 /// trip and one commit. `$1` to `$13` are the events' columns; a row whose id or
 /// dedupe key exists is skipped. `$14` to `$17` are the deliveries, inserted in array
 /// order (so ids, and hence per-key order, follow the batch) for the events that were
-/// inserted; those flagged in `$17` are created claimed, under lease token `$18` for
-/// `$19` milliseconds. If a delivery was left pending, other processes are signalled.
+/// inserted; those flagged in `$17` are created claimed (`pending` with a lease), under
+/// lease token `$18` for `$19` milliseconds. If a delivery was left unclaimed, other
+/// processes are signalled.
 ///
 /// Returns one row per inserted event (`event_id` only), one per claimed delivery
 /// (every column), and one row of NULLs when the signal went out.
@@ -68,10 +91,9 @@ pub(super) const APPEND: &str = "
         ON CONFLICT DO NOTHING
         RETURNING id
     ), d AS (
-        INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key, status, attempts,
+        INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key, attempts,
                                            lease_token, lease_expires_at, claimed_at)
         SELECT n.event_id, n.trigger, n.ordering_key,
-               CASE WHEN n.claim THEN 'running' ELSE 'pending' END,
                CASE WHEN n.claim THEN 1 ELSE 0 END,
                CASE WHEN n.claim THEN $18::uuid END,
                CASE WHEN n.claim THEN now() + $19 * interval '1 millisecond' END,
@@ -80,16 +102,17 @@ pub(super) const APPEND: &str = "
              WITH ORDINALITY AS n(event_id, trigger, ordering_key, claim, position)
         WHERE n.event_id IN (SELECT id FROM e)
         ORDER BY n.position
-        RETURNING id, event_id, trigger, status, created_at, claimed_at
+        RETURNING id, event_id, trigger, lease_token IS NOT NULL AS claimed, created_at,
+                  claimed_at
     )
     SELECT id AS event_id, NULL::bigint AS delivery_id, NULL::text AS trigger,
            NULL::timestamptz AS created_at, NULL::timestamptz AS claimed_at
     FROM e
     UNION ALL
-    SELECT event_id, id, trigger, created_at, claimed_at FROM d WHERE status = 'running'
+    SELECT event_id, id, trigger, created_at, claimed_at FROM d WHERE claimed
     UNION ALL
     SELECT NULL, NULL, NULL, NULL, NULL
-    FROM (SELECT pg_notify('switchyard_work', '') FROM d WHERE status = 'pending' LIMIT 1)
+    FROM (SELECT pg_notify('switchyard_work', '') FROM d WHERE NOT claimed LIMIT 1)
          AS signal";
 
 /// The ids of the events holding the given `(source_name, dedupe_key)` pairs.
@@ -100,11 +123,17 @@ pub(super) const FIND_ORIGINALS: &str = "
 
 /// `$1` triggers, `$2` limit, `$3` lease token, `$4` lease in milliseconds. Returns the
 /// claimed deliveries joined with their events, in `(run_at, id)` order.
+///
+/// The update sets only columns that no index covers (not `status`, not `updated_at`),
+/// so it can be a HOT update: the claimed version goes on the row's own page (which the
+/// table's `fillfactor` leaves room on) and no index gets an entry. The walk along
+/// `deliveries_runnable` passes the deliveries that are already claimed.
 pub(super) const CLAIM: &str = concat!(
     "
     WITH c AS (
         SELECT d.id FROM switchyard.deliveries d
-        WHERE d.status = 'pending' AND d.run_at <= now() AND d.trigger = ANY($1) AND ",
+        WHERE d.status = 'pending' AND d.lease_token IS NULL AND d.run_at <= now()
+          AND d.trigger = ANY($1) AND ",
     ordering_clear!(),
     "
         ORDER BY d.run_at, d.id
@@ -112,9 +141,8 @@ pub(super) const CLAIM: &str = concat!(
         FOR UPDATE OF d SKIP LOCKED
     ), u AS (
         UPDATE switchyard.deliveries d
-        SET status = 'running', lease_token = $3,
-            lease_expires_at = now() + $4 * interval '1 millisecond',
-            claimed_at = now(), attempts = d.attempts + 1, updated_at = now()
+        SET lease_token = $3, lease_expires_at = now() + $4 * interval '1 millisecond',
+            claimed_at = now(), attempts = d.attempts + 1
         FROM c WHERE d.id = c.id
         RETURNING d.id, d.event_id, d.trigger, d.attempts, d.created_at, d.claimed_at, d.run_at
     )
@@ -141,12 +169,12 @@ pub(super) const HEARTBEAT: &str = "
 /// is the one its claim handed out. If a delivery became pending again or was one of an
 /// ordering key (whose next delivery may now run), other processes are signalled.
 ///
-/// The fence is the lease token alone: a delivery has one exactly while it is
-/// `running` (every statement that moves a delivery out of `running` clears it). A
-/// `status = 'running'` condition would say nothing more, and the planner would take
-/// its estimate from statistics gathered when nothing was running (a freshly filled
-/// queue): it then scanned the whole table for every batch (40 ms against 5 ms per
-/// 256 at the start of a drain) instead of looking each id up in the primary key.
+/// The fence is the lease token alone: a delivery has one exactly while it is running
+/// (every statement that ends a run clears it). A condition on `status` would say
+/// nothing more, and the planner would take its estimate from statistics gathered
+/// when nothing was running (a freshly filled queue): it then scanned the whole table
+/// for every batch (40 ms against 5 ms per 256 at the start of a drain) instead of
+/// looking each id up in the primary key.
 ///
 /// Returns the input positions (from 1) that were accepted, plus one row of NULLs
 /// when the signal went out.
@@ -182,21 +210,23 @@ pub(super) const FINISH: &str = "
 /// Fenced by the lease token alone, like [`FINISH`].
 pub(super) const RELEASE: &str = "
     UPDATE switchyard.deliveries d
-    SET status = 'pending', attempts = d.attempts - 1, lease_token = NULL, lease_expires_at = NULL,
-        updated_at = now()
+    SET attempts = d.attempts - 1, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
     FROM UNNEST($1::bigint[], $2::uuid[]) AS l(id, token)
     WHERE d.id = l.id AND d.lease_token = l.token";
 
 /// `$1` is the error recorded on the abandoned attempts. Returns how many.
+///
+/// No index covers the lease (a claim would then have to write an entry in it), so
+/// this reads the due part of `deliveries_runnable`: a claimed delivery was due when
+/// it was claimed.
 pub(super) const RECLAIM_EXPIRED: &str = "
     WITH expired AS (
         SELECT id FROM switchyard.deliveries
-        WHERE status = 'running' AND lease_expires_at < now()
+        WHERE status = 'pending' AND run_at <= now() AND lease_expires_at < now()
         FOR UPDATE SKIP LOCKED
     ), u AS (
         UPDATE switchyard.deliveries d
-        SET status = 'pending', run_at = now(), lease_token = NULL, lease_expires_at = NULL,
-            updated_at = now()
+        SET run_at = now(), lease_token = NULL, lease_expires_at = NULL, updated_at = now()
         FROM expired WHERE d.id = expired.id
         RETURNING d.id, d.attempts, d.claimed_at
     ), recorded AS (
@@ -211,7 +241,7 @@ pub(super) const RECLAIM_EXPIRED: &str = "
 
 pub(super) const NEXT_RUN_AT: &str = concat!(
     "SELECT min(d.run_at) FROM switchyard.deliveries d
-     WHERE d.status = 'pending' AND d.trigger = ANY($1) AND ",
+     WHERE d.status = 'pending' AND d.lease_token IS NULL AND d.trigger = ANY($1) AND ",
     ordering_clear!()
 );
 
@@ -235,11 +265,14 @@ pub(super) const LIST_EVENTS: &str = "
 pub(super) const LIST_EVENTS_WITH_DELIVERY: &str =
     " AND EXISTS (SELECT 1 FROM switchyard.deliveries x WHERE x.event_id = e.id";
 
+/// Inside [`LIST_EVENTS_WITH_DELIVERY`], before the status it matches.
+pub(super) const DELIVERY_STATUS_IS: &str = concat!(" AND ", status_of!("x"), " = ");
+
 /// Closes the event subquery of [`LIST_EVENTS`] and counts each event's deliveries.
 pub(super) const LIST_EVENTS_SUMMARY: &str = ") e CROSS JOIN LATERAL (
         SELECT count(*) AS deliveries,
                count(*) FILTER (WHERE d.status = 'succeeded') AS succeeded,
-               count(*) FILTER (WHERE d.status IN ('pending', 'running')) AS pending,
+               count(*) FILTER (WHERE d.status = 'pending') AS pending,
                count(*) FILTER (WHERE d.status = 'dead') AS dead
         FROM switchyard.deliveries d WHERE d.event_id = e.id) s";
 
@@ -252,7 +285,7 @@ pub(super) const GET_EVENT: &str = concat!(
 pub(super) const DELIVERIES_OF_EVENT: &str = concat!(
     "SELECT ",
     delivery_columns!(),
-    " FROM switchyard.deliveries WHERE event_id = $1 ORDER BY id"
+    " FROM switchyard.deliveries d WHERE d.event_id = $1 ORDER BY d.id"
 );
 
 pub(super) const ATTEMPTS_OF_EVENT: &str = "
@@ -264,7 +297,7 @@ pub(super) const ATTEMPTS_OF_EVENT: &str = "
 pub(super) const GET_DELIVERY: &str = concat!(
     "SELECT ",
     delivery_columns!(),
-    " FROM switchyard.deliveries WHERE id = $1"
+    " FROM switchyard.deliveries d WHERE d.id = $1"
 );
 
 pub(super) const ATTEMPTS_OF_DELIVERY: &str = "
@@ -319,7 +352,7 @@ pub(super) const PURGE_DEAD: &str = "
 
 pub(super) const DEPTH_PER_TRIGGER: &str = "
     SELECT trigger, count(*) FROM switchyard.deliveries
-    WHERE status IN ('pending', 'running') GROUP BY trigger ORDER BY trigger";
+    WHERE status = 'pending' GROUP BY trigger ORDER BY trigger";
 
 pub(super) const DEAD_PER_TRIGGER: &str = "
     SELECT trigger, count(*) FROM switchyard.deliveries
@@ -327,7 +360,8 @@ pub(super) const DEAD_PER_TRIGGER: &str = "
 
 pub(super) const OLDEST_PENDING_SECS: &str = "
     SELECT coalesce(extract(epoch FROM now() - min(run_at))::float8, 0)
-    FROM switchyard.deliveries WHERE status = 'pending' AND run_at <= now()";
+    FROM switchyard.deliveries
+    WHERE status = 'pending' AND lease_token IS NULL AND run_at <= now()";
 
 pub(super) const SCHEDULE_POSITION: &str =
     "SELECT position FROM switchyard.schedules WHERE source_name = $1";
