@@ -81,6 +81,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "final attempt on delivery",
         include_str!("../../../migrations/sqlite/0005_final_attempt_on_delivery.sql"),
     ),
+    (
+        6,
+        "lease on pending",
+        include_str!("../../../migrations/sqlite/0006_lease_on_pending.sql"),
+    ),
 ]);
 
 impl MigrationSource<'static> for Embedded {
@@ -266,6 +271,42 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(started.as_deref(), Some("2026-05-01T12:00:01.000000Z"));
+    }
+
+    /// A delivery that was `running` when the migration that leaves claimed deliveries
+    /// `pending` ran is `pending` under the same lease afterwards, so its holder can
+    /// still finish it.
+    #[tokio::test]
+    async fn sqlite_running_deliveries_keep_their_lease() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        run(Embedded(&SQLITE.0[..5]), &mut conn).await.unwrap();
+        for statement in [
+            "INSERT INTO events (id, source_name, source, type, time, received_at)
+             VALUES ('e', 's', '/s', 't', '2026-05-01T12:00:00.000000Z',
+                     '2026-05-01T12:00:00.000000Z')",
+            "INSERT INTO deliveries (event_id, trigger, status, attempts, lease_token,
+                                     lease_expires_at, run_at, created_at, updated_at)
+             VALUES ('e', 't', 'running', 1, 'token', '2026-05-01T12:01:00.000000Z', 'x', 'x',
+                     'x'),
+                    ('e', 't', 'succeeded', 1, NULL, NULL, 'x', 'x', 'x')",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+
+        run(SQLITE, &mut conn).await.unwrap();
+
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT status, lease_token FROM deliveries ORDER BY id")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("pending".to_owned(), Some("token".to_owned())),
+                ("succeeded".to_owned(), None)
+            ]
+        );
     }
 
     /// A new database on the test Postgres server, with an empty `switchyard` schema

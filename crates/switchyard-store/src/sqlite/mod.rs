@@ -469,7 +469,7 @@ impl Store for SqliteStore {
                 sql.push(" AND x.trigger = ").push_bind(trigger);
             }
             if let Some(status) = query.status {
-                sql.push(" AND x.status = ").push_bind(status.as_str());
+                sql.push(sql::DELIVERY_STATUS_IS).push_bind(status.as_str());
             }
             sql.push(")");
         }
@@ -916,7 +916,6 @@ async fn append_in(
                 .push_bind(&now)
                 .push_bind(&now)
                 .push_bind(&now)
-                .push_bind(if claim { "running" } else { "pending" })
                 .push_bind(i64::from(claim))
                 .push_bind(claim.then(|| token_text.clone()))
                 .push_bind(lease_end.clone().filter(|_| claim))

@@ -16,22 +16,45 @@ macro_rules! event_columns {
     };
 }
 
-/// The columns of `deliveries` that `columns::delivery` reads.
+/// The status the store reports for the delivery aliased `$d`. A claim leaves a
+/// delivery `pending` and gives it a lease (see migration 0006): a `pending` delivery
+/// holding a lease is `running`.
+macro_rules! status_of {
+    ($d:literal) => {
+        concat!(
+            "iif(",
+            $d,
+            ".status = 'pending' AND ",
+            $d,
+            ".lease_token IS NOT NULL, ",
+            "'running', ",
+            $d,
+            ".status)"
+        )
+    };
+}
+
+/// The columns of `deliveries` aliased `d` that `columns::delivery` reads.
 macro_rules! delivery_columns {
     () => {
-        "id, event_id, trigger, status, attempts, run_at, created_at, updated_at, ordering_key, \
-         replay_of, last_error"
+        concat!(
+            "d.id, d.event_id, d.trigger, ",
+            status_of!("d"),
+            " AS status, d.attempts, d.run_at, d.created_at, d.updated_at, d.ordering_key, \
+             d.replay_of, d.last_error"
+        )
     };
 }
 
 /// True when delivery `d` is not held back by its ordering key: no other delivery of
-/// the same trigger and key is running, and no earlier one is pending.
+/// the same trigger and key is running (pending under a lease), and no earlier one is
+/// pending.
 macro_rules! ordering_clear {
     () => {
         "(d.ordering_key IS NULL OR NOT EXISTS (
             SELECT 1 FROM deliveries o
             WHERE o.trigger = d.trigger AND o.ordering_key = d.ordering_key AND o.id <> d.id
-              AND (o.status = 'running' OR (o.status = 'pending' AND o.id < d.id))))"
+              AND o.status = 'pending' AND (o.lease_token IS NOT NULL OR o.id < d.id)))"
     };
 }
 
@@ -51,7 +74,7 @@ pub(super) const INSERT_EVENTS_TAIL: &str =
 /// follow, then [`INSERT_DELIVERIES_TAIL`]. Rows are inserted in order, so ids follow it.
 pub(super) const INSERT_DELIVERIES_HEAD: &str = "
     INSERT INTO deliveries (event_id, trigger, ordering_key, run_at, created_at, updated_at,
-                            status, attempts, lease_token, lease_expires_at, claimed_at) ";
+                            attempts, lease_token, lease_expires_at, claimed_at) ";
 
 /// Returns each new row's `id`, `event_id` and `trigger`, in no particular order.
 pub(super) const INSERT_DELIVERIES_TAIL: &str = " RETURNING id, event_id, trigger";
@@ -72,15 +95,15 @@ pub(super) const INSERT_DELIVERY: &str = "
 ///
 /// One writing statement, so SQLite runs it atomically under the write lock; the
 /// uncorrelated `IN (SELECT ...)` is evaluated once, before any row changes. The rows
-/// come back in no particular order.
+/// come back in no particular order. It sets only columns that no index covers, so no
+/// index changes.
 pub(super) const CLAIM: &str = concat!(
     "
     UPDATE deliveries
-    SET status = 'running', lease_token = ?1, lease_expires_at = ?2, claimed_at = ?3,
-        attempts = attempts + 1, updated_at = ?3
+    SET lease_token = ?1, lease_expires_at = ?2, claimed_at = ?3, attempts = attempts + 1
     WHERE id IN (
         SELECT d.id FROM deliveries d
-        WHERE d.status = 'pending' AND d.run_at <= ?3
+        WHERE d.status = 'pending' AND d.lease_token IS NULL AND d.run_at <= ?3
           AND d.trigger IN (SELECT value FROM json_each(?4)) AND ",
     ordering_clear!(),
     "
@@ -96,10 +119,10 @@ pub(super) const EVENTS_BY_ID: &str = concat!(
     " FROM events e WHERE e.id IN (SELECT value FROM json_each(?1))"
 );
 
-/// `?1` lease end, `?2` delivery, `?3` token.
+/// `?1` lease end, `?2` delivery, `?3` token. Fenced by the token alone: a delivery
+/// has one exactly while it runs.
 pub(super) const HEARTBEAT: &str = "
-    UPDATE deliveries SET lease_expires_at = ?1
-    WHERE id = ?2 AND lease_token = ?3 AND status = 'running'";
+    UPDATE deliveries SET lease_expires_at = ?1 WHERE id = ?2 AND lease_token = ?3";
 
 /// `?1` the results as a JSON array of objects (`id`, `token`, `status`, `run_at`,
 /// `started_at`, `duration_ms`, `outcome`, `error`). Returns the positions in the array
@@ -107,7 +130,7 @@ pub(super) const HEARTBEAT: &str = "
 /// [`RECORD_ATTEMPTS`] and [`FINISH`] complete, so the answer holds for both.
 pub(super) const HELD_LEASES: &str = "
     SELECT r.key FROM json_each(?1) r JOIN deliveries d ON d.id = r.value ->> 'id'
-    WHERE d.lease_token = r.value ->> 'token' AND d.status = 'running'";
+    WHERE d.lease_token = r.value ->> 'token'";
 
 /// `?1` the results as for [`HELD_LEASES`]. Records the attempts after which a
 /// delivery whose lease is still held runs again (retries), numbered as the fenced row
@@ -119,8 +142,7 @@ pub(super) const RECORD_ATTEMPTS: &str = "
     SELECT d.id, d.attempts, r.value ->> 'started_at', r.value ->> 'duration_ms',
            r.value ->> 'outcome', r.value ->> 'error'
     FROM json_each(?1) r JOIN deliveries d ON d.id = r.value ->> 'id'
-    WHERE d.lease_token = r.value ->> 'token' AND d.status = 'running'
-      AND r.value ->> 'status' = 'pending'
+    WHERE d.lease_token = r.value ->> 'token' AND r.value ->> 'status' = 'pending'
     ON CONFLICT DO NOTHING";
 
 /// `?1` the results as for [`HELD_LEASES`], `?2` now. Moves the deliveries whose lease
@@ -135,8 +157,7 @@ pub(super) const FINISH: &str = "
         final_duration_ms = iif(r.value ->> 'status' <> 'pending', r.value ->> 'duration_ms', NULL),
         final_outcome = iif(r.value ->> 'status' <> 'pending', r.value ->> 'outcome', NULL)
     FROM json_each(?1) r
-    WHERE deliveries.id = r.value ->> 'id' AND deliveries.lease_token = r.value ->> 'token'
-      AND deliveries.status = 'running'";
+    WHERE deliveries.id = r.value ->> 'id' AND deliveries.lease_token = r.value ->> 'token'";
 
 /// An abandoned attempt: the delivery runs again.
 pub(super) const INSERT_ATTEMPT: &str = "
@@ -147,26 +168,26 @@ pub(super) const INSERT_ATTEMPT: &str = "
 /// `?1` now, `?2` delivery, `?3` token.
 pub(super) const RELEASE: &str = "
     UPDATE deliveries
-    SET status = 'pending', attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
-        updated_at = ?1
-    WHERE id = ?2 AND lease_token = ?3 AND status = 'running'";
+    SET attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL, updated_at = ?1
+    WHERE id = ?2 AND lease_token = ?3";
 
-/// `?1` now.
+/// `?1` now. No index covers the lease, so this reads the due part of
+/// `deliveries_runnable`: a claimed delivery was due when it was claimed.
 pub(super) const EXPIRED_LEASES: &str = "
     SELECT id, attempts, claimed_at FROM deliveries
-    WHERE status = 'running' AND lease_expires_at < ?1";
+    WHERE status = 'pending' AND run_at <= ?1 AND lease_expires_at < ?1";
 
 /// `?1` now, `?2` delivery.
 pub(super) const REQUEUE_EXPIRED: &str = "
     UPDATE deliveries
-    SET status = 'pending', run_at = ?1, lease_token = NULL, lease_expires_at = NULL,
-        updated_at = ?1
+    SET run_at = ?1, lease_token = NULL, lease_expires_at = NULL, updated_at = ?1
     WHERE id = ?2";
 
 /// `?1` triggers (JSON).
 pub(super) const NEXT_RUN_AT: &str = concat!(
     "SELECT min(d.run_at) FROM deliveries d
-     WHERE d.status = 'pending' AND d.trigger IN (SELECT value FROM json_each(?1)) AND ",
+     WHERE d.status = 'pending' AND d.lease_token IS NULL
+       AND d.trigger IN (SELECT value FROM json_each(?1)) AND ",
     ordering_clear!()
 );
 
@@ -176,13 +197,16 @@ pub(super) const LIST_EVENTS: &str = "
     SELECT e.id, e.source_name, e.type, e.subject, e.received_at,
            count(d.id) AS deliveries,
            coalesce(sum(d.status = 'succeeded'), 0) AS succeeded,
-           coalesce(sum(d.status IN ('pending', 'running')), 0) AS pending,
+           coalesce(sum(d.status = 'pending'), 0) AS pending,
            coalesce(sum(d.status = 'dead'), 0) AS dead
     FROM (SELECT e.id, e.source_name, e.type, e.subject, e.received_at FROM events e WHERE 1";
 
 /// Filters `list_events` to events with a delivery that matches further conditions.
 pub(super) const LIST_EVENTS_WITH_DELIVERY: &str =
     " AND EXISTS (SELECT 1 FROM deliveries x WHERE x.event_id = e.id";
+
+/// Inside [`LIST_EVENTS_WITH_DELIVERY`], before the status it matches.
+pub(super) const DELIVERY_STATUS_IS: &str = concat!(" AND ", status_of!("x"), " = ");
 
 /// Closes the event subquery of [`LIST_EVENTS`] and counts each event's deliveries.
 pub(super) const LIST_EVENTS_SUMMARY: &str =
@@ -197,7 +221,7 @@ pub(super) const GET_EVENT: &str = concat!(
 pub(super) const DELIVERIES_OF_EVENT: &str = concat!(
     "SELECT ",
     delivery_columns!(),
-    " FROM deliveries WHERE event_id = ?1 ORDER BY id"
+    " FROM deliveries d WHERE d.event_id = ?1 ORDER BY d.id"
 );
 
 pub(super) const ATTEMPTS_OF_EVENT: &str = "
@@ -209,7 +233,7 @@ pub(super) const ATTEMPTS_OF_EVENT: &str = "
 pub(super) const GET_DELIVERY: &str = concat!(
     "SELECT ",
     delivery_columns!(),
-    " FROM deliveries WHERE id = ?1"
+    " FROM deliveries d WHERE d.id = ?1"
 );
 
 pub(super) const ATTEMPTS_OF_DELIVERY: &str = "
@@ -256,15 +280,16 @@ pub(super) const PURGE_DEAD: &str = "
 
 pub(super) const DEPTH_PER_TRIGGER: &str = "
     SELECT trigger, count(*) FROM deliveries
-    WHERE status IN ('pending', 'running') GROUP BY trigger ORDER BY trigger";
+    WHERE status = 'pending' GROUP BY trigger ORDER BY trigger";
 
 pub(super) const DEAD_PER_TRIGGER: &str = "
     SELECT trigger, count(*) FROM deliveries
     WHERE status = 'dead' GROUP BY trigger ORDER BY trigger";
 
 /// `?1` now.
-pub(super) const OLDEST_RUNNABLE: &str =
-    "SELECT min(run_at) FROM deliveries WHERE status = 'pending' AND run_at <= ?1";
+pub(super) const OLDEST_RUNNABLE: &str = "
+    SELECT min(run_at) FROM deliveries
+    WHERE status = 'pending' AND lease_token IS NULL AND run_at <= ?1";
 
 pub(super) const SCHEDULE_POSITION: &str = "SELECT position FROM schedules WHERE source_name = ?1";
 
