@@ -191,6 +191,7 @@ both_backends!(
     inspect::events_between_is_a_half_open_window,
     inspect::cron_fires_commit_with_skips_and_position,
     inspect::get_event_includes_deliveries_and_attempts,
+    inspect::claimed_deliveries_are_reported_running,
     inspect::add_deliveries_to_an_existing_event,
     inspect::stats_reports_depth_age_and_dead,
     inspect::migrate_is_idempotent,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use switchyard_core::Event;
 use switchyard_store::{
-    Appended, AttemptOutcome, DeadQuery, DeliveryStatus, EventQuery, Finished, NewDelivery,
-    NewEvent, Store, StoreError,
+    Appended, AttemptOutcome, DeadQuery, DeliveryStatus, EventDetail, EventQuery, Finished,
+    NewDelivery, NewEvent, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -532,4 +532,62 @@ pub async fn cron_fires_commit_with_skips_and_position(store: Arc<dyn Store>) {
         vec![t(2), t(1)],
         "a time that was fired is never recorded as skipped"
     );
+}
+
+/// A claimed delivery is stored `pending` under a lease; everything that reads it back
+/// reports it `running`, and filters by status see it as that.
+pub async fn claimed_deliveries_are_reported_running(store: Arc<dyn Store>) {
+    let e = event("s", "x");
+    store.append(&[to(&e, &["t1", "t2"])]).await.unwrap();
+    let claimed = claim_one(&store, "t1").await;
+
+    let statuses = |detail: EventDetail| -> Vec<(String, DeliveryStatus)> {
+        detail
+            .deliveries
+            .into_iter()
+            .map(|d| (d.trigger, d.status))
+            .collect()
+    };
+    let detail = store.get_event(e.id).await.unwrap().expect("stored");
+    assert_eq!(
+        statuses(detail),
+        vec![
+            ("t1".to_owned(), DeliveryStatus::Running),
+            ("t2".to_owned(), DeliveryStatus::Pending)
+        ]
+    );
+    let delivery = store
+        .get_delivery(claimed.lease.delivery_id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(delivery.status, DeliveryStatus::Running);
+
+    let with_status = |status| {
+        let store = store.clone();
+        async move {
+            let query = EventQuery {
+                trigger: Some("t1".into()),
+                status: Some(status),
+                ..Default::default()
+            };
+            let found = store.list_events(&query).await.unwrap();
+            found.iter().map(|summary| summary.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(with_status(DeliveryStatus::Running).await, vec![e.id]);
+    assert_eq!(
+        with_status(DeliveryStatus::Pending).await,
+        Vec::<Uuid>::new()
+    );
+
+    store
+        .finish(&[finished(&claimed, AttemptOutcome::Succeeded, None, None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        with_status(DeliveryStatus::Running).await,
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(with_status(DeliveryStatus::Succeeded).await, vec![e.id]);
 }
