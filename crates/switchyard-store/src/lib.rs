@@ -106,13 +106,14 @@ pub trait Store: Send + Sync + 'static {
     async fn finish(&self, results: &[Finished]) -> Result<Vec<bool>>;
 
     /// Gives claimed deliveries back without recording an attempt (shutdown before
-    /// they started): status back to `pending`, attempt number decremented, lease
-    /// cleared. Fenced by token like `finish`.
+    /// they started): lease cleared, so the delivery is `pending` again, and attempt
+    /// number decremented. Fenced by token like `finish`.
     async fn release(&self, leases: &[Lease]) -> Result<u64>;
 
     /// Finds running deliveries whose lease has expired, records an `abandoned`
     /// attempt for each (started at `claimed_at`, error "lease expired"), and makes
-    /// them pending again, runnable now. Returns how many.
+    /// them pending again, runnable now. Returns how many: 0 also when another
+    /// process's reclaim is under way (Postgres), which covers every trigger.
     async fn reclaim_expired(&self) -> Result<u64>;
 
     /// When the earliest pending delivery of these triggers becomes runnable, if any.

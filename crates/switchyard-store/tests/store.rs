@@ -398,3 +398,39 @@ async fn postgres_claims_are_hot_updates() {
     })
     .await;
 }
+
+/// Reclaims read the whole due queue, so one process at a time runs one; a process
+/// that finds another's under way reclaims nothing.
+#[tokio::test]
+async fn postgres_reclaims_run_one_process_at_a_time() {
+    with_pg_db(|db| async move {
+        let store = db.open().await;
+        store.migrate().await.unwrap();
+        store.append(&[to(&event("s", "x"), &["t"])]).await.unwrap();
+        let lease = Duration::from_millis(50);
+        assert_eq!(
+            store.claim(&names(&["t"]), 1, lease).await.unwrap().len(),
+            1
+        );
+        tokio::time::sleep(lease * 2).await;
+
+        let mut other = PgConnection::connect(&db.url).await.unwrap();
+        let mut reclaiming = other.begin().await.unwrap();
+        let taken: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(6005366778094636109)")
+                .fetch_one(&mut *reclaiming)
+                .await
+                .unwrap();
+        assert!(taken);
+        assert_eq!(
+            store.reclaim_expired().await.unwrap(),
+            0,
+            "reclaimed beside another"
+        );
+
+        reclaiming.rollback().await.unwrap();
+        other.close().await.unwrap();
+        assert_eq!(store.reclaim_expired().await.unwrap(), 1);
+    })
+    .await;
+}

@@ -278,9 +278,17 @@ impl Store for PostgresStore {
 
     /// On a lease connection: it plans the walk along `deliveries_runnable` whatever
     /// the statistics say (the alternative is reading the whole table), and a
-    /// reclaim lost in a crash is made again after recovery.
+    /// reclaim lost in a crash is made again after recovery. The walk reads every due
+    /// pending delivery (no index covers the lease), so it runs in one process at a
+    /// time: the others skip their turn.
     async fn reclaim_expired(&self) -> Result<u64> {
         let mut tx = self.leases.begin().await?;
+        let ours: bool = sqlx::query_scalar(sql::TRY_LOCK_RECLAIM)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            return Ok(0);
+        }
         let reclaimed: i64 = sqlx::query_scalar(sql::RECLAIM_EXPIRED)
             .bind(LEASE_EXPIRED)
             .fetch_one(&mut *tx)

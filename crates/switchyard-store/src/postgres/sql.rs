@@ -12,6 +12,11 @@ pub(super) const NOTIFY_WORK: &str = "SELECT pg_notify('switchyard_work', '')";
 /// arbitrary constant ("SWYDSCHM").
 pub(super) const LOCK_SCHEMA: &str = "SELECT pg_advisory_xact_lock(6005366778111412301)";
 
+/// Taken by a reclaim, so that one process at a time reads the queue for expired
+/// leases. Returns false if another holds it. The key is an arbitrary constant
+/// ("SWYDRCLM").
+pub(super) const TRY_LOCK_RECLAIM: &str = "SELECT pg_try_advisory_xact_lock(6005366778094636109)";
+
 pub(super) const CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS switchyard";
 
 /// For the migration connection only, so sqlx's `_sqlx_migrations` lands in our schema.
