@@ -89,9 +89,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` runnable deliveries of the given triggers: pending ones
     /// whose `run_at` has passed and, for ordered triggers, whose key has no earlier
-    /// unfinished delivery. Each claimed delivery gets `status = running`, a fresh
-    /// lease token and `lease_expires_at = now + lease`; its attempt number is
-    /// incremented. Never returns a delivery whose lease is live.
+    /// unfinished delivery. Each claimed delivery gets a fresh lease token and
+    /// `lease_expires_at = now + lease`, which makes it running (its stored `status`
+    /// stays `pending`); its attempt number is incremented. Never returns a delivery
+    /// whose lease is live.
     async fn claim(&self, triggers: &[String], limit: u32, lease: Duration)
     -> Result<Vec<Claimed>>;
 

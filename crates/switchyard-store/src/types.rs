@@ -124,7 +124,8 @@ pub struct Finished {
     pub error: Option<String>,
 }
 
-/// A delivery's lifecycle state.
+/// A delivery's lifecycle state, as the store reports it. `Running` is not stored: a
+/// running delivery is a `pending` row that holds a lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {

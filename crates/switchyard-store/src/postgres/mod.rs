@@ -57,9 +57,10 @@ pub struct PostgresStore {
 /// Planner settings of the connections that claim, heartbeat, reclaim and finish. Each
 /// of those statements has one right plan at any table size: a claim walks
 /// `deliveries_runnable` in `(run_at, id)` order and stops after its limit, a reclaim
-/// walks its due part, and a heartbeat or finish looks each delivery up by primary key. The planner prices them from statistics that a
-/// queue outruns (it fills from empty in seconds, and the first `ANALYZE` saw it empty),
-/// and with every page in shared buffers it overprices index lookups as random reads.
+/// walks its due part, and a heartbeat or finish looks each delivery up by primary
+/// key. The planner prices them from statistics that a queue outruns (it fills from
+/// empty in seconds, and the first `ANALYZE` saw it empty), and with every page in
+/// shared buffers it overprices index lookups as random reads.
 /// So on a table of 20,000 rows it chose to read every pending row and sort them for a
 /// claim of 256 (14 ms against 6 ms), and to read and hash the whole table for a finish
 /// of 256 (11–20 ms against 3 ms). Turning off the two whole-table strategies leaves it
