@@ -467,7 +467,7 @@ impl Dispatcher {
                 }
             },
         };
-        let finished = self.execute(&trigger, &claimed, cancel).await;
+        let finished = self.execute(&trigger, claimed, cancel).await;
         // The handler is done, so its slots go to the next claim while the result
         // commits; the lease stays in flight (and heartbeated) until the completer has
         // recorded it. While the completer's queue is full the slots are kept, which
@@ -476,11 +476,12 @@ impl Dispatcher {
         drop((trigger_permit, permit));
     }
 
-    /// Runs one attempt of a claimed delivery and decides what follows.
+    /// Runs one attempt of a claimed delivery and decides what follows. The event
+    /// moves into the handler.
     async fn execute(
         &self,
         trigger: &TriggerRuntime,
-        claimed: &Claimed,
+        claimed: Claimed,
         cancel: CancellationToken,
     ) -> Finished {
         let span = tracing::info_span!(
@@ -511,7 +512,7 @@ impl Dispatcher {
                 claimed.attempt, trigger.retry.max_attempts
             )))
         } else {
-            let call = trigger.handler.handle(ctx, claimed.event.clone());
+            let call = trigger.handler.handle(ctx, claimed.event);
             attempt::with_deadline(
                 attempt::catch_panic(call),
                 deadline,
@@ -566,7 +567,7 @@ impl Dispatcher {
         };
         let trigger = self.triggers[&claimed.trigger].clone();
         let finished = self
-            .execute(&trigger, &claimed, CancellationToken::new())
+            .execute(&trigger, claimed.clone(), CancellationToken::new())
             .await;
         let verdict = Verdict {
             outcome: finished.outcome,
