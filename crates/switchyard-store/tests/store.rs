@@ -358,10 +358,37 @@ async fn postgres_wait_for_work_wakes_on_append_elsewhere() {
     .await;
 }
 
+/// Reads one row of statistics counters with `query` until `published` accepts it, for
+/// at most 30 s. Postgres publishes a backend's counters when the backend goes idle,
+/// or 10 s later if it published them less than a second before, so a test polls for
+/// the ones it waits on.
+async fn published_counters<T>(url: &str, query: &str, published: impl Fn(&T) -> bool) -> T
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let mut observer = PgConnection::connect(url).await.unwrap();
+    let mut counters = None;
+    for _ in 0..300 {
+        sqlx::query("SELECT pg_stat_clear_snapshot()")
+            .execute(&mut observer)
+            .await
+            .unwrap();
+        let read: T = sqlx::query_as(query)
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+        if published(&read) {
+            counters = Some(read);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    observer.close().await.unwrap();
+    counters.expect("the counters were not published within 30 s")
+}
+
 /// A claim changes no indexed column, so Postgres updates each claimed row in place on
-/// its page (a HOT update) and writes no index entry; see migration 0007. Postgres
-/// publishes a backend's table counters when the backend goes idle, at most once a
-/// second, so this polls them.
+/// its page (a HOT update) and writes no index entry; see migration 0007.
 #[tokio::test]
 async fn postgres_claims_are_hot_updates() {
     with_pg_db(|db| async move {
@@ -372,29 +399,75 @@ async fn postgres_claims_are_hot_updates() {
         let claimed = store.claim(&names(&["t"]), 200, LEASE).await.unwrap();
         assert_eq!(claimed.len(), 200);
 
-        let mut observer = PgConnection::connect(&db.url).await.unwrap();
-        let mut counts = (0, 0);
-        for _ in 0..150 {
-            sqlx::query("SELECT pg_stat_clear_snapshot()")
-                .execute(&mut observer)
-                .await
-                .unwrap();
-            counts = sqlx::query_as(
-                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
-                 WHERE relid = 'switchyard.deliveries'::regclass",
-            )
-            .fetch_one(&mut observer)
-            .await
-            .unwrap();
-            if counts.0 >= 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        observer.close().await.unwrap();
-        let (updated, hot): (i64, i64) = counts;
-        assert_eq!(updated, 200, "the claim's updates were not all published");
+        let (updated, hot): (i64, i64) = published_counters(
+            &db.url,
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+             WHERE relid = 'switchyard.deliveries'::regclass",
+            |&(updated, _)| updated >= 200,
+        )
+        .await;
+        assert_eq!(updated, 200, "more updates than the claim's");
         assert_eq!(hot, 200, "claims that were not HOT updates");
+    })
+    .await;
+}
+
+/// Claims, heartbeats and finishes plan on indexes even when the queue has outrun its
+/// statistics (analyzed empty, then filled), as the store's planner settings for them
+/// ensure: a claim of 256 walks about 256 entries of `deliveries_runnable` instead of
+/// every pending one, and no statement reads the whole table.
+#[tokio::test]
+async fn postgres_queue_statements_plan_on_indexes_when_statistics_are_stale() {
+    with_pg_db(|db| async move {
+        let store = db.open().await;
+        store.migrate().await.unwrap();
+        let mut admin = PgConnection::connect(&db.url).await.unwrap();
+        for statement in [
+            "ALTER TABLE switchyard.deliveries SET (autovacuum_enabled = false)",
+            "ANALYZE switchyard.deliveries",
+        ] {
+            sqlx::query(statement).execute(&mut admin).await.unwrap();
+        }
+        admin.close().await.unwrap();
+        const PENDING: i64 = 20_000;
+        for _ in 0..PENDING / 1000 {
+            let batch: Vec<NewEvent> = (0..1000).map(|_| to(&event("s", "x"), &["t"])).collect();
+            store.append(&batch).await.unwrap();
+        }
+
+        const COUNTERS: &str = "
+            SELECT t.n_tup_ins, t.n_tup_upd, t.seq_scan, i.idx_tup_read
+            FROM pg_stat_user_tables t, pg_stat_user_indexes i
+            WHERE t.relid = 'switchyard.deliveries'::regclass
+              AND i.indexrelid = 'switchyard.deliveries_runnable'::regclass";
+        type Counters = (i64, i64, i64, i64);
+        let (_, _, scans_before, read_before) =
+            published_counters(&db.url, COUNTERS, |&(inserted, ..): &Counters| {
+                inserted >= PENDING
+            })
+            .await;
+
+        let claimed = store.claim(&names(&["t"]), 256, LEASE).await.unwrap();
+        assert_eq!(claimed.len(), 256);
+        let leases: Vec<_> = claimed.iter().map(|c| c.lease).collect();
+        assert_eq!(store.heartbeat(&leases, LEASE).await.unwrap(), 256);
+        let results: Vec<Finished> = claimed
+            .iter()
+            .map(|c| finished(c, AttemptOutcome::Succeeded, None, None))
+            .collect();
+        assert!(store.finish(&results).await.unwrap().iter().all(|ok| *ok));
+
+        let (_, _, scans, read) =
+            published_counters(&db.url, COUNTERS, |&(_, updated, ..): &Counters| {
+                updated >= 3 * 256
+            })
+            .await;
+        assert_eq!(scans - scans_before, 0, "a statement read the whole table");
+        let walked = read - read_before;
+        assert!(
+            walked < 1_000,
+            "the claim of 256 read {walked} entries of deliveries_runnable"
+        );
     })
     .await;
 }
