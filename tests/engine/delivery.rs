@@ -465,6 +465,92 @@ triggers:
     engine.shutdown().await;
 }
 
+/// A busy trigger's deliveries, counted by status: (running, pending).
+async fn running_and_pending(store: &Arc<dyn Store>, ids: &[Uuid]) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for id in ids {
+        for (_, status, _) in delivery_statuses(store, *id).await {
+            match status {
+                DeliveryStatus::Running => counts.0 += 1,
+                DeliveryStatus::Pending => counts.1 += 1,
+                _ => {}
+            }
+        }
+    }
+    counts
+}
+
+/// With six deliveries and a trigger of `concurrency: 2` whose handlers are blocked,
+/// the process holds two running plus `prefetch` claimed ahead: those wait for a
+/// slot, and the rest stay pending for other processes. All six then run once.
+async fn a_busy_trigger_holds_what_its_prefetch_allows(
+    backend: Backend,
+    prefetch: u32,
+    held: usize,
+) {
+    let started = Arc::new(AtomicU32::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = {
+        let (started, gate) = (started.clone(), gate.clone());
+        handler_fn(move |_ctx: Context, _event: Event| {
+            let (started, gate) = (started.clone(), gate.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.expect("open").forget();
+                Ok(())
+            }
+        })
+    };
+    let yaml = format!(
+        r#"
+dispatcher: {{ prefetch: {prefetch} }}
+sources: {{ orders: {{ http: {{ path: /orders }} }} }}
+triggers:
+  gated: {{ source: orders, handler: gated, concurrency: 2 }}
+"#
+    );
+    let store = fresh_store(backend).await;
+    let engine = start(Engine::from_cli().handler("gated", handler), &yaml, &store).await;
+    let addr = engine.local_addr();
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let response = post_json(addr, "/orders", json!({ "n": n }), &[]).await;
+        assert_eq!(response.status(), 202);
+        ids.push(event_id(&response.json().await.unwrap()));
+    }
+    eventually(WAIT, "the claims to settle", || async {
+        (running_and_pending(engine.store(), &ids).await == (held, 6 - held)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        running_and_pending(engine.store(), &ids).await,
+        (held, 6 - held),
+        "the process claimed past its prefetch"
+    );
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        2,
+        "a prefetched delivery started past the trigger's concurrency"
+    );
+
+    gate.add_permits(6);
+    for id in &ids {
+        let attempts = wait_for_status(engine.store(), *id, DeliveryStatus::Succeeded).await;
+        assert_eq!(attempts, vec![AttemptOutcome::Succeeded]);
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 6, "each event handled once");
+    engine.shutdown().await;
+}
+
+async fn a_busy_trigger_claims_its_concurrency_ahead(backend: Backend) {
+    a_busy_trigger_holds_what_its_prefetch_allows(backend, 2, 4).await;
+}
+
+async fn without_prefetch_a_busy_trigger_claims_nothing_ahead(backend: Backend) {
+    a_busy_trigger_holds_what_its_prefetch_allows(backend, 0, 2).await;
+}
+
 async fn per_key_ordering_holds_under_concurrency(backend: Backend) {
     // Per key: the order handled, and whether two ran at once. Key "k0" fails its first
     // event twice: it must block only itself.
@@ -573,6 +659,8 @@ both_backends!(
     a_fatal_error_is_dead_after_one_attempt_and_replay_delivers,
     fans_out_to_three_triggers,
     a_busy_trigger_queues_what_it_cannot_start,
+    a_busy_trigger_claims_its_concurrency_ahead,
+    without_prefetch_a_busy_trigger_claims_nothing_ahead,
     a_handler_slower_than_its_lease_keeps_it,
     per_key_ordering_holds_under_concurrency,
 );

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use switchyard_core::config::{Config, ConfigErrors, HandlerSpec, SourceConfig};
 use switchyard_store::{Store, StoreError};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::{Dispatcher, TriggerRuntime};
+use crate::dispatch::{Dispatcher, Slots, TriggerRuntime};
 use crate::handler::{Handler, Registry, Resources};
 use crate::handlers;
 use crate::ingest::Ingest;
@@ -254,7 +254,7 @@ impl Parts {
                 handler,
                 retry: trigger.retry.clone(),
                 timeout: trigger.timeout.get(),
-                permits: Arc::new(Semaphore::new(trigger.concurrency as usize)),
+                slots: Slots::new(trigger.concurrency, config.dispatcher.prefetch),
             });
         }
         let mut s3_sources = Vec::new();

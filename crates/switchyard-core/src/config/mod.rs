@@ -86,6 +86,11 @@ pub struct DispatcherConfig {
     /// Deliveries running at once in this process, across all triggers.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    /// Deliveries this process (and each trigger in it) may hold claimed beyond those
+    /// running, waiting for a slot, so that handler slots do not sit idle through a
+    /// claim's round trip. `0` claims only what can start at once.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u32,
     /// How long a claim is held without a heartbeat before another process may take
     /// the delivery over.
     #[serde(default = "default_lease")]
@@ -99,6 +104,9 @@ pub struct DispatcherConfig {
 }
 
 fn default_concurrency() -> u32 {
+    64
+}
+fn default_prefetch() -> u32 {
     64
 }
 fn default_lease() -> HumanDuration {
@@ -115,6 +123,7 @@ impl Default for DispatcherConfig {
     fn default() -> Self {
         Self {
             concurrency: default_concurrency(),
+            prefetch: default_prefetch(),
             lease: default_lease(),
             poll_interval: default_poll_interval(),
             shutdown_grace: default_shutdown_grace(),

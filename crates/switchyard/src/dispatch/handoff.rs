@@ -10,9 +10,9 @@
 //! through the queue. A delivery whose trigger has no free slot is left pending, so a
 //! backlog is not overtaken while it waits for slots.
 //!
-//! A reservation takes the trigger's slot as well as the process's, so appends in
-//! flight at once (and claims) cannot count on the same free slot: a delivery created
-//! `running` starts as soon as it is handed off.
+//! A reservation takes the trigger's slots as well as the process's, hold and run
+//! slots both, so appends in flight at once (and claims) cannot count on the same free
+//! slot: a delivery created `running` starts as soon as it is handed off.
 //!
 //! The leases are as durable as the append, so a crash between the commit and the
 //! handler start is recovered like any other expired lease.
@@ -22,25 +22,36 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use switchyard_store::{Claimed, Lease, NewDelivery, NewEvent};
-use tokio::sync::OwnedSemaphorePermit;
 
-use super::Dispatcher;
+use super::slots::{Held, Running};
+use super::{Dispatcher, Starting};
 
-/// Handler slots held for deliveries not started yet. For an append: one of this
-/// process's and one of the delivery's trigger's for each delivery marked to be
-/// claimed. The run loop also wraps a claim's slots in one. Dropping it frees them.
+/// The slots held for the deliveries an append is to claim, by trigger name: for each,
+/// the hold and run slots of the process and of its trigger. Dropping it frees them.
 #[must_use = "dropping a reservation frees its slots"]
 pub struct Reservation {
-    pub(super) permits: Vec<OwnedSemaphorePermit>,
-    /// By trigger name. Empty for deliveries claimed from the queue, which take their
-    /// trigger's slot when they start.
-    pub(super) trigger_permits: HashMap<Arc<str>, Vec<OwnedSemaphorePermit>>,
+    slots: HashMap<Arc<str>, Vec<(Held, Running)>>,
 }
 
 impl Reservation {
     /// True when no delivery was marked to be claimed.
     pub fn is_empty(&self) -> bool {
-        self.permits.is_empty()
+        self.slots.values().all(Vec::is_empty)
+    }
+
+    /// Gives each delivery the append claimed the slots reserved for it.
+    pub(super) fn assign(mut self, claimed: Vec<Claimed>) -> Vec<Starting> {
+        claimed
+            .into_iter()
+            .map(|delivery| {
+                let (held, running) = self
+                    .slots
+                    .get_mut(delivery.trigger.as_str())
+                    .and_then(Vec::pop)
+                    .expect("an append claims only the deliveries it reserved slots for");
+                (delivery, held, Some(running))
+            })
+            .collect()
     }
 }
 
@@ -57,8 +68,7 @@ impl Dispatcher {
     /// [started](Dispatcher::start) and not stopped.
     pub fn reserve(&self, batch: &mut [NewEvent]) -> Reservation {
         let mut reservation = Reservation {
-            permits: Vec::new(),
-            trigger_permits: HashMap::new(),
+            slots: HashMap::new(),
         };
         if !self.accepting.load(Ordering::Acquire) {
             return reservation;
@@ -76,19 +86,22 @@ impl Dispatcher {
             let Some(runtime) = self.triggers.get(trigger.as_str()) else {
                 continue;
             };
-            let Ok(trigger_permit) = runtime.permits.clone().try_acquire_owned() else {
+            let Some(trigger_held) = runtime.slots.try_hold() else {
                 continue;
             };
-            let Ok(permit) = self.global.clone().try_acquire_owned() else {
+            let Some(running) = Running::try_take(&runtime.slots, &self.slots) else {
+                continue;
+            };
+            let Some(process_held) = self.slots.try_hold() else {
                 break;
             };
             *claim = true;
-            reservation.permits.push(permit);
+            let held = Held::new(process_held, Some(trigger_held));
             reservation
-                .trigger_permits
+                .slots
                 .entry(runtime.name.clone())
                 .or_default()
-                .push(trigger_permit);
+                .push((held, running));
         }
         reservation
     }
@@ -122,9 +135,9 @@ mod tests {
     use switchyard_core::config::DispatcherConfig;
     use switchyard_core::retry::RetryPolicy;
     use switchyard_store::{NewDelivery, NewEvent, SqliteStore};
-    use tokio::sync::{Notify, Semaphore};
+    use tokio::sync::Notify;
 
-    use crate::dispatch::{Dispatcher, TriggerRuntime};
+    use crate::dispatch::{Dispatcher, Slots, TriggerRuntime};
     use crate::handler::{Resources, handler_fn};
     use crate::metrics::Metrics;
 
@@ -146,13 +159,12 @@ mod tests {
     #[tokio::test]
     async fn appends_in_flight_do_not_count_on_the_same_trigger_slot() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        let slots = Arc::new(Semaphore::new(1));
         let trigger = TriggerRuntime {
             name: "t".into(),
             handler: Arc::new(handler_fn(|_, _| async { Ok(()) })),
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(1),
-            permits: slots.clone(),
+            slots: Slots::new(1, 1),
         };
         let dispatcher = Dispatcher::new(
             Arc::new(store),
@@ -168,11 +180,9 @@ mod tests {
         let (mut first, mut second, mut third) = (to("t"), to("t"), to("t"));
         let held = dispatcher.reserve(&mut first);
         assert!(marked(&first));
-        assert_eq!(
-            slots.available_permits(),
-            0,
-            "the reservation holds the slot"
-        );
+        let slots = &dispatcher.triggers["t"].slots;
+        assert_eq!(slots.free_to_run(), 0, "the reservation holds the slot");
+        assert_eq!(slots.room(), 1, "and one of the trigger's two hold slots");
         let refused = dispatcher.reserve(&mut second);
         assert!(
             !marked(&second),

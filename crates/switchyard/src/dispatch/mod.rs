@@ -1,9 +1,10 @@
 //! The dispatcher: claims runnable deliveries, runs their handlers under the retry
 //! policy, and records every attempt.
 //!
-//! One loop claims in batches while this process has free capacity (the global
-//! `dispatcher.concurrency` and each trigger's `concurrency`). Each claimed delivery
-//! runs on its own task. Beside the loop:
+//! One loop claims in batches while this process has room (see [`slots`]: the
+//! deliveries it may hold, running or waiting for a slot). Each claimed delivery
+//! runs on its own task, once a slot of its trigger and one of the process are free.
+//! Beside the loop:
 //! - a heartbeat task extends the leases of everything in flight;
 //! - a reclaim task returns deliveries whose holder died (expired leases) to the queue;
 //! - a completer task records results in batched, fenced transactions.
@@ -16,6 +17,7 @@
 mod attempt;
 mod completer;
 mod handoff;
+mod slots;
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -29,7 +31,7 @@ use futures::stream::FuturesUnordered;
 use switchyard_core::RetryPolicy;
 use switchyard_core::config::DispatcherConfig;
 use switchyard_store::{AttemptOutcome, Claimed, Finished, Lease, Store, StoreError};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +39,9 @@ use tracing::Instrument;
 
 pub use attempt::Verdict;
 use completer::Completer;
-use handoff::{Handed, Reservation};
+use handoff::Handed;
+pub use slots::Slots;
+use slots::{Held, Hold, Running};
 
 use crate::HandlerError;
 use crate::handler::{Context, Handler, Resources};
@@ -50,29 +54,31 @@ const CLAIM_BATCH: usize = 256;
 /// round trip, so handler slots do not sit idle while the store answers.
 const CLAIMS_IN_FLIGHT: usize = 2;
 
-/// A claim in flight: the handler slots it holds and how many deliveries it asked for.
+/// A claim in flight: the process's hold slots it took and how many deliveries it
+/// asked for.
 struct Claim {
-    permits: Vec<OwnedSemaphorePermit>,
+    permits: Vec<Hold>,
     wanted: usize,
 }
 
+/// A delivery on its way to its task, with its hold slots, and its run slots if it
+/// came with them.
+type Starting = (Claimed, Held, Option<Running>);
+
 type ClaimFuture = Pin<Box<dyn Future<Output = (Claim, Result<Vec<Claimed>, StoreError>)> + Send>>;
 
-/// Takes at least `least` free slots, waiting for them, then as many more as are free
-/// at once, up to a batch.
-async fn gather(global: &Arc<Semaphore>, least: usize) -> Vec<OwnedSemaphorePermit> {
-    let mut permits = Vec::with_capacity(CLAIM_BATCH);
-    while permits.len() < least {
-        let permit = global.clone().acquire_owned().await;
-        permits.push(permit.expect("the semaphore is never closed"));
-    }
-    while permits.len() < CLAIM_BATCH {
-        match global.clone().try_acquire_owned() {
-            Ok(permit) => permits.push(permit),
-            Err(_) => break,
+/// Waits until `least` of the process's hold slots are free, then takes as many as
+/// are free, up to a batch (at least one).
+async fn gather(process: &Slots, least: usize) -> Vec<Hold> {
+    loop {
+        process.room_for(least).await;
+        let permits: Vec<Hold> = std::iter::from_fn(|| process.try_hold())
+            .take(CLAIM_BATCH)
+            .collect();
+        if !permits.is_empty() {
+            return permits;
         }
     }
-    permits
 }
 
 /// Sleeps until `until`; never returns when there is none.
@@ -121,7 +127,8 @@ pub struct TriggerRuntime {
     pub handler: Arc<dyn Handler>,
     pub retry: RetryPolicy,
     pub timeout: Duration,
-    pub permits: Arc<Semaphore>,
+    /// Its `concurrency`, and the process's `prefetch`.
+    pub slots: Slots,
 }
 
 /// What one executed delivery came to; returned by [`Dispatcher::run_next`].
@@ -142,9 +149,9 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     resources: Arc<Resources>,
     in_flight: InFlight,
-    /// Handler slots of this process (`dispatcher.concurrency`), shared by claims and
-    /// handoffs.
-    global: Arc<Semaphore>,
+    /// This process's slots (`dispatcher.concurrency` and `prefetch`), shared by claims
+    /// and handoffs.
+    slots: Slots,
     /// Whether the run loop takes handoffs.
     accepting: AtomicBool,
     handoffs: mpsc::UnboundedSender<Handed>,
@@ -172,7 +179,7 @@ impl Dispatcher {
             store,
             triggers,
             trigger_names,
-            global: Arc::new(Semaphore::new(settings.concurrency as usize)),
+            slots: Slots::new(settings.concurrency, settings.prefetch),
             settings,
             wake,
             metrics,
@@ -233,50 +240,31 @@ impl Dispatcher {
             background.clone(),
         ));
 
-        let global = self.global.clone();
         let handlers_cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        // Deliveries handed off by ingress come with their trigger's slots; claimed ones
-        // wait for them in `deliver`.
-        let spawn =
-            |tasks: &mut JoinSet<()>, claimed: Vec<Claimed>, slots: Reservation, via: &str| {
-                let Reservation {
-                    mut permits,
-                    mut trigger_permits,
-                } = slots;
-                let mut per_trigger: HashMap<&str, u64> = HashMap::new();
-                for delivery in &claimed {
-                    *per_trigger.entry(delivery.trigger.as_str()).or_default() += 1;
-                }
-                for (trigger, count) in per_trigger {
-                    self.metrics.deliveries_claimed(trigger, via, count);
-                }
-                self.in_flight
-                    .insert(claimed.iter().map(|delivery| delivery.lease));
-                for delivery in claimed {
-                    let permit = permits
-                        .pop()
-                        .expect("claimed no more than the permits held");
-                    let trigger_permit = trigger_permits
-                        .get_mut(delivery.trigger.as_str())
-                        .and_then(Vec::pop);
-                    let this = self.clone();
-                    let completer = completer.clone();
-                    let shutdown = shutdown.clone();
-                    let cancel = handlers_cancel.child_token();
-                    tasks.spawn(async move {
-                        this.deliver(
-                            delivery,
-                            permit,
-                            trigger_permit,
-                            completer,
-                            shutdown,
-                            cancel,
-                        )
+        // Deliveries handed off by ingress come with their run slots; claimed ones wait
+        // for them in `deliver`.
+        let spawn = |tasks: &mut JoinSet<()>, deliveries: Vec<Starting>, via: &str| {
+            let mut per_trigger: HashMap<&str, u64> = HashMap::new();
+            for (delivery, ..) in &deliveries {
+                *per_trigger.entry(delivery.trigger.as_str()).or_default() += 1;
+            }
+            for (trigger, count) in per_trigger {
+                self.metrics.deliveries_claimed(trigger, via, count);
+            }
+            self.in_flight
+                .insert(deliveries.iter().map(|(delivery, ..)| delivery.lease));
+            for (delivery, held, running) in deliveries {
+                let this = self.clone();
+                let completer = completer.clone();
+                let shutdown = shutdown.clone();
+                let cancel = handlers_cancel.child_token();
+                tasks.spawn(async move {
+                    this.deliver(delivery, held, running, completer, shutdown, cancel)
                         .await
-                    });
-                }
-            };
+                });
+            }
+        };
 
         let mut claims: FuturesUnordered<ClaimFuture> = FuturesUnordered::new();
         // Slots that claims in flight may fill.
@@ -290,7 +278,7 @@ impl Dispatcher {
             while tasks.try_join_next().is_some() {}
             if drained && claims.is_empty() {
                 self.idle(&self.open_triggers(), &shutdown, &mut handed, |h| {
-                    spawn(&mut tasks, h.claimed, h.slots, "append");
+                    spawn(&mut tasks, h.slots.assign(h.claimed), "append");
                 })
                 .await;
                 drained = false;
@@ -299,12 +287,12 @@ impl Dispatcher {
                 }
             }
             let may_claim = claims.len() < CLAIMS_IN_FLIGHT && !drained && paused_until.is_none();
-            // Alone, a claim starts with one free slot. Beside one in flight, it waits for
-            // half a batch, so that overlapping claims stay large.
+            // Alone, a claim starts with room for one. Beside one in flight, it waits for
+            // room for half a batch, so that overlapping claims stay large.
             let least = if claims.is_empty() {
                 1
             } else {
-                (self.settings.concurrency as usize / 2).clamp(1, CLAIM_BATCH / 2)
+                (self.slots.holdable() / 2).clamp(1, CLAIM_BATCH / 2)
             };
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -314,11 +302,7 @@ impl Dispatcher {
                         Ok(claimed) => {
                             failures = 0;
                             drained = claimed.len() < claim.wanted;
-                            let slots = Reservation {
-                                permits: claim.permits,
-                                trigger_permits: HashMap::new(),
-                            };
-                            spawn(&mut tasks, claimed, slots, "queue");
+                            spawn(&mut tasks, self.hold(claimed, claim.permits), "queue");
                         }
                         Err(error) => {
                             failures += 1;
@@ -329,17 +313,17 @@ impl Dispatcher {
                     }
                 }
                 Some(Handed { claimed, slots }) = handed.recv() => {
-                    spawn(&mut tasks, claimed, slots, "append");
+                    spawn(&mut tasks, slots.assign(claimed), "append");
                 }
                 () = sleep_until(paused_until), if paused_until.is_some() => paused_until = None,
-                mut permits = gather(&global, least), if may_claim => {
+                mut permits = gather(&self.slots, least), if may_claim => {
                     let open = self.open_triggers();
-                    // Claim no more than the open triggers can start, less what the claims
-                    // in flight may bring, so that a trigger with little concurrency does
-                    // not sit on leases other processes could run.
+                    // Claim no more than the open triggers have room to hold, less what the
+                    // claims in flight may bring, so that a trigger with little concurrency
+                    // does not sit on leases other processes could run.
                     let capacity = open
                         .iter()
-                        .map(|name| self.triggers[name].permits.available_permits())
+                        .map(|name| self.triggers[name].slots.room())
                         .sum::<usize>()
                         .saturating_sub(reserved);
                     permits.truncate(capacity);
@@ -443,21 +427,34 @@ impl Dispatcher {
         }
     }
 
+    /// Gives each delivery a claim brought back one of the process's hold slots the
+    /// claim took, and one of its trigger's if it has room.
+    fn hold(&self, claimed: Vec<Claimed>, permits: Vec<Hold>) -> Vec<Starting> {
+        claimed
+            .into_iter()
+            .zip(permits)
+            .map(|(delivery, process)| {
+                let trigger = self.triggers[&delivery.trigger].slots.try_hold();
+                (delivery, Held::new(process, trigger), None)
+            })
+            .collect()
+    }
+
     async fn deliver(
         self: Arc<Self>,
         claimed: Claimed,
-        permit: OwnedSemaphorePermit,
-        trigger_permit: Option<OwnedSemaphorePermit>,
+        held: Held,
+        running: Option<Running>,
         completer: Completer,
         shutdown: CancellationToken,
         cancel: CancellationToken,
     ) {
         let lease = claimed.lease;
         let trigger = self.triggers[&claimed.trigger].clone();
-        let trigger_permit = match trigger_permit {
-            Some(permit) => permit,
+        let running = match running {
+            Some(running) => running,
             None => tokio::select! {
-                permit = trigger.permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                running = Running::take(&trigger.slots, &self.slots) => running,
                 () = shutdown.cancelled() => {
                     self.in_flight.remove([lease]);
                     if let Err(error) = self.store.release(&[lease]).await {
@@ -473,7 +470,7 @@ impl Dispatcher {
         // recorded it. While the completer's queue is full the slots are kept, which
         // slows claims to the rate results are recorded.
         completer.submit(finished).await;
-        drop((trigger_permit, permit));
+        drop((running, held));
     }
 
     /// Runs one attempt of a claimed delivery and decides what follows. The event
@@ -588,11 +585,11 @@ impl Dispatcher {
         }))
     }
 
-    /// The triggers with a free slot.
+    /// The triggers with room for another delivery.
     fn open_triggers(&self) -> Vec<String> {
         self.trigger_names
             .iter()
-            .filter(|name| self.triggers[*name].permits.available_permits() > 0)
+            .filter(|name| self.triggers[*name].slots.room() > 0)
             .cloned()
             .collect()
     }
