@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 
 use crate::backend::{Meter, Monitor};
-use crate::harness::{Probe, seed, start_engine, wait_drained};
+use crate::harness::{Probe, Slots, seed, start_engine, wait_drained};
 use crate::report::{Row, Summary, print_table};
 use crate::{Ctx, Peer};
 
@@ -27,7 +27,7 @@ pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
         let monitor = Monitor::open(&db).await?;
         let analyzed = monitor.deliveries_analyzed().await?;
         let meter = Meter::start(backend, &db, "drain").await?;
-        let engine = start_engine(&db.url, 1, ctx.args.concurrency, &probe).await?;
+        let engine = start_engine(&db.url, 1, Slots::of(&ctx.args), &probe).await?;
         wait_drained(&probe, &monitor, events, Duration::from_secs(30)).await?;
         let stopped = meter.stop(backend).await?;
         engine.shutdown().await;

@@ -14,7 +14,7 @@ use anyhow::Result;
 
 use crate::Ctx;
 use crate::backend::{Meter, Monitor};
-use crate::harness::{Probe, Until, closed_loop, start_engine, wait_drained};
+use crate::harness::{Probe, Slots, Until, closed_loop, start_engine, wait_drained};
 use crate::report::{Row, Summary, print_table};
 use crate::stats::{Percentiles, fmt_int};
 
@@ -25,7 +25,7 @@ pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
         let db = backend.fresh("fanout").await?;
         let result = async {
             let probe = Probe::new();
-            let engine = start_engine(&db.url, k, ctx.args.concurrency, &probe).await?;
+            let engine = start_engine(&db.url, k, Slots::of(&ctx.args), &probe).await?;
             let monitor = Monitor::open(&db).await?;
             let meter = Meter::start(backend, &db, &format!("fanout {k}")).await?;
             let events = ctx.args.fanout_deliveries.div_ceil(u64::from(k.max(1)));

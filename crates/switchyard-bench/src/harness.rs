@@ -16,6 +16,7 @@ use switchyard::{Context, Engine, Event, RunningEngine, handler_fn};
 use switchyard_store::{NewDelivery, NewEvent};
 use tokio::sync::mpsc;
 
+use crate::Args;
 use crate::http::Connection;
 use crate::stats::{self, micros};
 
@@ -67,23 +68,48 @@ fn seq_of(event: &Event) -> Option<u64> {
         .as_u64()
 }
 
+/// The bench engine's slot settings (`--concurrency`, `--trigger-concurrency`,
+/// `--prefetch`).
+#[derive(Clone, Copy, Debug)]
+pub struct Slots {
+    pub concurrency: u32,
+    pub trigger_concurrency: u32,
+    /// The engine's default when `None`.
+    pub prefetch: Option<u32>,
+}
+
+impl Slots {
+    pub fn of(args: &Args) -> Self {
+        Self {
+            concurrency: args.concurrency,
+            trigger_concurrency: args.trigger_concurrency.unwrap_or(args.concurrency),
+            prefetch: args.prefetch,
+        }
+    }
+}
+
 /// The YAML the bench engine runs: `triggers` no-op triggers on one HTTP source, with
-/// `concurrency` slots in the dispatcher and on each trigger.
-pub fn config_yaml(store: &str, triggers: u32, concurrency: u32) -> String {
+/// the given slots in the dispatcher and on each trigger.
+pub fn config_yaml(store: &str, triggers: u32, slots: Slots) -> String {
     let store = serde_json::to_string(store).expect("a string serializes");
+    let prefetch = slots
+        .prefetch
+        .map_or_else(String::new, |n| format!(", prefetch: {n}"));
     let mut yaml = format!(
         "store: {store}\n\
          http: {{ listen: \"127.0.0.1:0\" }}\n\
-         dispatcher: {{ concurrency: {concurrency} }}\n\
+         dispatcher: {{ concurrency: {}{prefetch} }}\n\
          sources:\n  bench: {{ http: {{ path: /bench }} }}\n\
-         triggers:\n"
+         triggers:\n",
+        slots.concurrency
     );
     if triggers == 0 {
         yaml.push_str("  {}\n");
     }
     for i in 0..triggers {
         yaml.push_str(&format!(
-            "  noop{i}: {{ source: bench, handler: noop, concurrency: {concurrency} }}\n"
+            "  noop{i}: {{ source: bench, handler: noop, concurrency: {} }}\n",
+            slots.trigger_concurrency
         ));
     }
     yaml
@@ -93,10 +119,10 @@ pub fn config_yaml(store: &str, triggers: u32, concurrency: u32) -> String {
 pub async fn start_engine(
     store: &str,
     triggers: u32,
-    concurrency: u32,
+    slots: Slots,
     probe: &Arc<Probe>,
 ) -> Result<RunningEngine> {
-    let config = Config::parse(&config_yaml(store, triggers, concurrency), &ProcessEnv)
+    let config = Config::parse(&config_yaml(store, triggers, slots), &ProcessEnv)
         .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
     let probe = probe.clone();
     let handler = handler_fn(move |_ctx: Context, event: Event| {
@@ -285,11 +311,17 @@ mod tests {
 
     #[test]
     fn the_bench_config_parses_and_validates() {
-        let yaml = config_yaml("postgres://postgres@127.0.0.1:5432/sy_bench_x", 4, 512);
+        let slots = Slots {
+            concurrency: 512,
+            trigger_concurrency: 16,
+            prefetch: Some(0),
+        };
+        let yaml = config_yaml("postgres://postgres@127.0.0.1:5432/sy_bench_x", 4, slots);
         let config = Config::parse(&yaml, &ProcessEnv).unwrap();
         assert_eq!(config.triggers.len(), 4);
         assert_eq!(config.dispatcher.concurrency, 512);
-        assert_eq!(config.triggers["noop3"].concurrency, 512);
+        assert_eq!(config.dispatcher.prefetch, 0);
+        assert_eq!(config.triggers["noop3"].concurrency, 16);
         assert_eq!(
             config.store,
             "postgres://postgres@127.0.0.1:5432/sy_bench_x"

@@ -10,7 +10,7 @@
 use anyhow::{Result, bail};
 
 use crate::backend::{Backend, Meter, Monitor};
-use crate::harness::{Probe, Until, closed_loop, start_engine};
+use crate::harness::{Probe, Slots, Until, closed_loop, start_engine};
 use crate::report::{Row, Summary, print_table};
 use crate::stats::{Percentiles, fmt_int};
 use crate::{Args, Ctx};
@@ -19,7 +19,7 @@ async fn phase(backend: &Backend, args: &Args, triggers: u32) -> Result<(Row, bo
     let db = backend.fresh("ingest").await?;
     let result = async {
         let probe = Probe::new();
-        let engine = start_engine(&db.url, triggers, args.concurrency, &probe).await?;
+        let engine = start_engine(&db.url, triggers, Slots::of(args), &probe).await?;
         let meter = Meter::start(backend, &db, &format!("ingest, {triggers} trigger(s)")).await?;
         let posted = closed_loop(
             engine.local_addr(),

@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::Ctx;
 use crate::backend::{Meter, Monitor};
-use crate::harness::{Probe, start_engine};
+use crate::harness::{Probe, Slots, start_engine};
 use crate::http::Connection;
 use crate::report::{Row, Summary, print_table};
 use crate::stats::{Percentiles, micros, payload};
@@ -23,7 +23,7 @@ pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
     let db = backend.fresh("latency").await?;
     let result = async {
         let (probe, mut started_rx) = Probe::recording();
-        let engine = start_engine(&db.url, 1, ctx.args.concurrency, &probe).await?;
+        let engine = start_engine(&db.url, 1, Slots::of(&ctx.args), &probe).await?;
         let monitor = Monitor::open(&db).await?;
         let mut connection = Connection::open(engine.local_addr(), "/bench").await?;
         // Warm the connection and the engine's pools before measuring.

@@ -122,6 +122,12 @@ pub struct Args {
     /// flight at once.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
+    /// Each no-op trigger's `concurrency`, when it should differ from `--concurrency`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub trigger_concurrency: Option<u32>,
+    /// `dispatcher.prefetch` in the bench engine (the engine's default unless given).
+    #[arg(long)]
+    pub prefetch: Option<u32>,
     /// Concurrent database connections for `floor`.
     #[arg(long, default_value_t = 8)]
     pub floor_connections: u32,
@@ -213,14 +219,20 @@ async fn run(cli: Cli) -> ExitCode {
             workloads.push(workload);
         }
     }
+    let slots = harness::Slots::of(&args);
     println!(
-        "# switchyard-bench on {} ({}), {} cores, duration {:?}, drain events {}, concurrency {}",
+        "# switchyard-bench on {} ({}), {} cores, duration {:?}, drain events {}, \
+         concurrency {} (each trigger {}), prefetch {}",
         backend.label(),
         redact(&cli.store),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.duration,
         args.events,
-        args.concurrency
+        slots.concurrency,
+        slots.trigger_concurrency,
+        slots
+            .prefetch
+            .map_or_else(|| "default".to_owned(), |n| n.to_string())
     );
     let ctx = Ctx { backend, args };
     let mut failed = false;

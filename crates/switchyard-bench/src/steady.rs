@@ -17,7 +17,7 @@ use anyhow::Result;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::backend::{Backend, Meter};
-use crate::harness::{Probe, start_engine};
+use crate::harness::{Probe, Slots, start_engine};
 use crate::http::Pool;
 use crate::report::{Row, Summary, print_table};
 use crate::stats::{NEVER, Percentiles, fmt_int, micros, payload};
@@ -36,7 +36,7 @@ async fn at_rate(backend: &Backend, args: &Args, rate: u32) -> Result<Outcome> {
     let db = backend.fresh("steady").await?;
     let result = async {
         let (probe, mut started_rx) = Probe::recording();
-        let engine = start_engine(&db.url, 1, args.concurrency, &probe).await?;
+        let engine = start_engine(&db.url, 1, Slots::of(args), &probe).await?;
         let pool = Arc::new(Pool::new(engine.local_addr(), "/bench"));
         let total = (f64::from(rate) * args.duration.as_secs_f64()).round() as u64;
         let interval_ns = 1e9 / f64::from(rate);
