@@ -67,20 +67,6 @@ type Starting = (Claimed, Held, Option<Running>);
 
 type ClaimFuture = Pin<Box<dyn Future<Output = (Claim, Result<Vec<Claimed>, StoreError>)> + Send>>;
 
-/// Waits until `least` of the process's hold slots are free, then takes as many as
-/// are free, up to a batch (at least one).
-async fn gather(process: &Slots, least: usize) -> Vec<Hold> {
-    loop {
-        process.room_for(least).await;
-        let permits: Vec<Hold> = std::iter::from_fn(|| process.try_hold())
-            .take(CLAIM_BATCH)
-            .collect();
-        if !permits.is_empty() {
-            return permits;
-        }
-    }
-}
-
 /// Sleeps until `until`; never returns when there is none.
 async fn sleep_until(until: Option<Instant>) {
     match until {
@@ -269,8 +255,8 @@ impl Dispatcher {
         let mut claims: FuturesUnordered<ClaimFuture> = FuturesUnordered::new();
         // Slots that claims in flight may fill.
         let mut reserved = 0usize;
-        // The last claim came back short (or nothing could be claimed): wait for news
-        // once the claims in flight are back.
+        // The last claim came back short: wait for news once the claims in flight are
+        // back.
         let mut drained = false;
         let mut failures = 0u32;
         let mut paused_until: Option<Instant> = None;
@@ -316,21 +302,7 @@ impl Dispatcher {
                     spawn(&mut tasks, slots.assign(claimed), "append");
                 }
                 () = sleep_until(paused_until), if paused_until.is_some() => paused_until = None,
-                mut permits = gather(&self.slots, least), if may_claim => {
-                    let open = self.open_triggers();
-                    // Claim no more than the open triggers have room to hold, less what the
-                    // claims in flight may bring, so that a trigger with little concurrency
-                    // does not sit on leases other processes could run.
-                    let capacity = open
-                        .iter()
-                        .map(|name| self.triggers[name].slots.room())
-                        .sum::<usize>()
-                        .saturating_sub(reserved);
-                    permits.truncate(capacity);
-                    if permits.is_empty() {
-                        drained = true;
-                        continue;
-                    }
+                (open, permits) = self.gather(least, reserved), if may_claim => {
                     let wanted = permits.len();
                     reserved += wanted;
                     let store = self.store.clone();
@@ -423,6 +395,37 @@ impl Dispatcher {
                 () = tokio::time::sleep_until(until) => return,
                 () = shutdown.cancelled() => return,
                 Some(handed) = handed.recv() => start(handed),
+            }
+        }
+    }
+
+    /// Waits until a claim may take at least `least` deliveries, then takes the
+    /// process's hold slots for as many as it may, up to a batch; returns them with
+    /// the triggers to claim for. A claim takes no more than the process and the open
+    /// triggers have room to hold, less what the claims in flight (`reserved`) may
+    /// bring, so that a trigger with little concurrency does not sit on leases other
+    /// processes could run.
+    async fn gather(&self, least: usize, reserved: usize) -> (Vec<String>, Vec<Hold>) {
+        loop {
+            let (mut open, mut capacity) = (Vec::new(), 0);
+            self.slots
+                .until(|| {
+                    open = self.open_triggers();
+                    capacity = open
+                        .iter()
+                        .map(|name| self.triggers[name].slots.room())
+                        .sum::<usize>()
+                        .saturating_sub(reserved)
+                        .min(self.slots.room())
+                        .min(CLAIM_BATCH);
+                    capacity >= least
+                })
+                .await;
+            let permits: Vec<Hold> = std::iter::from_fn(|| self.slots.try_hold())
+                .take(capacity)
+                .collect();
+            if !permits.is_empty() {
+                return (open, permits);
             }
         }
     }

@@ -59,13 +59,14 @@ impl Slots {
         })
     }
 
-    /// Waits until `least` deliveries more may be held, taking no slot meanwhile:
-    /// a waiter that held slots as they freed would keep them from claims on append.
-    pub async fn room_for(&self, least: usize) {
+    /// Waits until `ready` says so, asking again each time one of these hold slots is
+    /// freed. It takes no slot meanwhile: a waiter that held slots as they freed would
+    /// keep them from claims on append.
+    pub async fn until(&self, mut ready: impl FnMut() -> bool) {
         loop {
             let mut freed = pin!(self.freed.notified());
             freed.as_mut().enable();
-            if self.room() >= least {
+            if ready() {
                 return;
             }
             freed.await;
@@ -97,10 +98,11 @@ impl Drop for Hold {
 
 /// The hold slots of a delivery this process has: always one of the process's, and
 /// one of its trigger's unless a claim brought more of that trigger than it had room
-/// for. Dropping it frees them.
+/// for. Dropping it frees them, the trigger's first: whoever the process's wakes
+/// finds both free.
 pub struct Held {
-    _process: Hold,
     _trigger: Option<Hold>,
+    _process: Hold,
 }
 
 impl Held {
@@ -171,7 +173,7 @@ mod tests {
     fn waiting_for_room_takes_no_slot() {
         let process = Slots::new(1, 1);
         let first = process.try_hold().unwrap();
-        let mut waiting = pin!(process.room_for(2));
+        let mut waiting = pin!(process.until(|| process.room() >= 2));
         assert!(
             waiting.as_mut().now_or_never().is_none(),
             "one of two slots is free"
