@@ -465,6 +465,19 @@ triggers:
     engine.shutdown().await;
 }
 
+/// `switchyard_deliveries_held` for one trigger: (running, waiting).
+async fn held_here(addr: std::net::SocketAddr, trigger: &str) -> (u64, u64) {
+    let text = metrics(addr).await;
+    let gauge = |state: &str| {
+        let series =
+            format!("switchyard_deliveries_held{{trigger=\"{trigger}\",state=\"{state}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |count| count.parse().expect("a gauge value"))
+    };
+    (gauge("running"), gauge("waiting"))
+}
+
 /// A busy trigger's deliveries, counted by status: (running, pending).
 async fn running_and_pending(store: &Arc<dyn Store>, ids: &[Uuid]) -> (usize, usize) {
     let mut counts = (0, 0);
@@ -532,6 +545,11 @@ triggers:
         started.load(Ordering::SeqCst),
         2,
         "a prefetched delivery started past the trigger's concurrency"
+    );
+    assert_eq!(
+        held_here(addr, "gated").await,
+        (2, held as u64 - 2),
+        "/metrics shows what the process runs and holds"
     );
 
     gate.add_permits(6);

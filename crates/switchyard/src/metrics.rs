@@ -2,7 +2,8 @@
 //!
 //! Counters and histograms are updated as things happen; queue figures (depth, oldest
 //! pending age, dead letters) are read from the store at scrape time, so they are
-//! true across every process sharing the store.
+//! true across every process sharing the store. The deliveries this process holds
+//! are read from its dispatcher at scrape time.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -13,6 +14,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use switchyard_store::QueueStats;
+
+use crate::dispatch::Occupancy;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
@@ -37,6 +40,12 @@ struct ClaimLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeldLabels {
+    trigger: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectLabels {
     source: String,
     status: u16,
@@ -54,6 +63,7 @@ pub struct Metrics {
     queue_depth: Family<TriggerLabels, Gauge>,
     dead_letters: Family<TriggerLabels, Gauge>,
     oldest_pending: Gauge<f64, AtomicU64>,
+    held: Family<HeldLabels, Gauge>,
     cron_lateness: Family<SourceLabels, Histogram>,
 }
 
@@ -124,6 +134,12 @@ impl Metrics {
             "Age of the oldest runnable pending delivery",
             oldest_pending.clone(),
         );
+        let held = Family::default();
+        registry.register(
+            "deliveries_held",
+            "Deliveries this process holds the lease of, per trigger and state: `running` (or about to start) and `waiting` for a slot (claimed ahead, see dispatcher.prefetch)",
+            held.clone(),
+        );
         let cron_lateness = Family::<SourceLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
@@ -146,6 +162,7 @@ impl Metrics {
             queue_depth,
             dead_letters,
             oldest_pending,
+            held,
         }
     }
 
@@ -207,8 +224,20 @@ impl Metrics {
             .observe(lateness_seconds);
     }
 
-    /// Renders the text exposition, after taking in the store's queue figures.
-    pub fn render(&self, stats: Option<&QueueStats>) -> String {
+    /// Renders the text exposition, after taking in the store's queue figures and
+    /// what the dispatcher holds.
+    pub fn render(&self, stats: Option<&QueueStats>, occupancy: &[Occupancy]) -> String {
+        self.held.clear();
+        for trigger in occupancy {
+            for (state, count) in [("running", trigger.running), ("waiting", trigger.waiting)] {
+                self.held
+                    .get_or_create(&HeldLabels {
+                        trigger: trigger.trigger.clone(),
+                        state,
+                    })
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        }
         if let Some(stats) = stats {
             self.queue_depth.clear();
             for (trigger, depth) in &stats.depth {
@@ -250,7 +279,12 @@ mod tests {
             oldest_pending_secs: 1.5,
             dead: vec![("audit".into(), 2)],
         };
-        let text = metrics.render(Some(&stats));
+        let occupancy = [Occupancy {
+            trigger: "audit".into(),
+            running: 4,
+            waiting: 7,
+        }];
+        let text = metrics.render(Some(&stats), &occupancy);
         for needle in [
             "switchyard_events_received_total{source=\"github\"} 1",
             "switchyard_deliveries_total{trigger=\"audit\",outcome=\"succeeded\"} 1",
@@ -258,6 +292,8 @@ mod tests {
             "switchyard_queue_depth{trigger=\"audit\"} 3",
             "switchyard_dead_letters{trigger=\"audit\"} 2",
             "switchyard_oldest_pending_age_seconds 1.5",
+            "switchyard_deliveries_held{trigger=\"audit\",state=\"running\"} 4",
+            "switchyard_deliveries_held{trigger=\"audit\",state=\"waiting\"} 7",
             "switchyard_cron_lateness_seconds_bucket{le=\"0.005\",source=\"nightly\"} 1",
             "switchyard_inputs_rejected_total{source=\"uploads\"} 1",
         ] {

@@ -16,6 +16,7 @@ use switchyard_core::config::{Config, Secret};
 use switchyard_store::{DeadQuery, DeliveryStatus, EventQuery, Store};
 use uuid::Uuid;
 
+use crate::dispatch::Dispatcher;
 use crate::engine::Parts;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
@@ -26,6 +27,7 @@ use crate::sources::http::{self as http_source, Rejection, SourceState};
 struct AppState {
     store: Arc<dyn Store>,
     ingest: Ingest,
+    dispatcher: Arc<Dispatcher>,
     metrics: Arc<Metrics>,
 }
 
@@ -34,6 +36,7 @@ pub fn router(config: &Config, parts: &Parts) -> Router {
     let state = AppState {
         store: parts.store.clone(),
         ingest: parts.ingest.clone(),
+        dispatcher: parts.dispatcher.clone(),
         metrics: parts.metrics.clone(),
     };
     let mut app = Router::new();
@@ -92,7 +95,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(stats.as_ref()),
+        state
+            .metrics
+            .render(stats.as_ref(), &state.dispatcher.occupancy()),
     )
         .into_response()
 }

@@ -117,6 +117,14 @@ pub struct TriggerRuntime {
     pub slots: Slots,
 }
 
+/// One trigger's deliveries in this process; see [`Dispatcher::occupancy`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Occupancy {
+    pub trigger: String,
+    pub running: usize,
+    pub waiting: usize,
+}
+
 /// What one executed delivery came to; returned by [`Dispatcher::run_next`].
 #[derive(Clone, Debug)]
 pub struct Executed {
@@ -586,6 +594,22 @@ impl Dispatcher {
             verdict,
             recorded,
         }))
+    }
+
+    /// For each trigger: its deliveries running in this process, and those held here
+    /// waiting for a slot. For `/metrics`.
+    pub fn occupancy(&self) -> Vec<Occupancy> {
+        self.trigger_names
+            .iter()
+            .map(|name| {
+                let slots = &self.triggers[name].slots;
+                Occupancy {
+                    trigger: name.clone(),
+                    running: slots.running(),
+                    waiting: slots.waiting(),
+                }
+            })
+            .collect()
     }
 
     /// The triggers with room for another delivery.

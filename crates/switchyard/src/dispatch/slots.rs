@@ -10,6 +10,7 @@
 
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -17,9 +18,12 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 pub struct Slots {
     run: Arc<Semaphore>,
     hold: Arc<Semaphore>,
+    concurrency: usize,
     holdable: usize,
     /// Told when a hold slot is freed.
     freed: Arc<Notify>,
+    /// Held deliveries waiting for their run slots.
+    waiting: AtomicUsize,
 }
 
 impl Slots {
@@ -30,9 +34,21 @@ impl Slots {
         Self {
             run: Arc::new(Semaphore::new(concurrency)),
             hold: Arc::new(Semaphore::new(holdable)),
+            concurrency,
             holdable,
             freed: Arc::new(Notify::new()),
+            waiting: AtomicUsize::new(0),
         }
+    }
+
+    /// Run slots taken: by running handlers, and by claims on append about to start.
+    pub fn running(&self) -> usize {
+        self.concurrency - self.run.available_permits()
+    }
+
+    /// Held deliveries waiting for their run slots.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// How many deliveries may be held at once.
@@ -132,14 +148,32 @@ impl Running {
     }
 
     /// Waits for the trigger's slot first, so that a delivery waiting for a busy
-    /// trigger does not keep a process slot from the other triggers.
+    /// trigger does not keep a process slot from the other triggers. Meanwhile the
+    /// delivery counts as waiting in the trigger's slots.
     pub async fn take(trigger: &Slots, process: &Slots) -> Self {
+        let _waiting = Waiting::new(trigger);
         let trigger = trigger.run().await;
         let process = process.run().await;
         Self {
             _trigger: trigger,
             _process: process,
         }
+    }
+}
+
+/// Counts a delivery as waiting in some slots until dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(slots: &'a Slots) -> Self {
+        slots.waiting.fetch_add(1, Ordering::Relaxed);
+        Self(&slots.waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -183,6 +217,26 @@ mod tests {
         assert!(waiting.as_mut().now_or_never().is_none(), "still one free");
         drop(first);
         assert!(waiting.as_mut().now_or_never().is_some());
+    }
+
+    #[test]
+    fn a_delivery_waiting_for_a_run_slot_counts_as_waiting_until_it_runs_or_gives_up() {
+        let (trigger, process) = (Slots::new(1, 4), Slots::new(8, 0));
+        let first = Running::try_take(&trigger, &process).unwrap();
+        assert_eq!((trigger.running(), trigger.waiting()), (1, 0));
+        let mut second = Box::pin(Running::take(&trigger, &process));
+        let mut third = Box::pin(Running::take(&trigger, &process));
+        assert!(second.as_mut().now_or_never().is_none());
+        assert!(third.as_mut().now_or_never().is_none());
+        assert_eq!(trigger.waiting(), 2);
+        drop(third);
+        assert_eq!(trigger.waiting(), 1, "giving up stops counting");
+        drop(first);
+        let second = second.as_mut().now_or_never().expect("the slot is free");
+        assert_eq!((trigger.running(), trigger.waiting()), (1, 0));
+        assert_eq!(process.running(), 1);
+        drop(second);
+        assert_eq!(trigger.running(), 0);
     }
 
     #[test]
