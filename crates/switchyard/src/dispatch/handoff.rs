@@ -86,10 +86,10 @@ impl Dispatcher {
             let Some(runtime) = self.triggers.get(trigger.as_str()) else {
                 continue;
             };
-            let Some(trigger_held) = runtime.slots.try_hold() else {
+            let Some(running) = Running::try_take(&runtime.slots, &self.slots) else {
                 continue;
             };
-            let Some(running) = Running::try_take(&runtime.slots, &self.slots) else {
+            let Some(trigger_held) = runtime.slots.try_hold() else {
                 continue;
             };
             let Some(process_held) = self.slots.try_hold() else {

@@ -415,13 +415,13 @@ impl Dispatcher {
     /// processes could run.
     async fn gather(&self, least: usize, reserved: usize) -> (Vec<String>, Vec<Hold>) {
         loop {
-            let (mut open, mut capacity) = (Vec::new(), 0);
+            let mut capacity = 0;
             self.slots
                 .until(|| {
-                    open = self.open_triggers();
-                    capacity = open
-                        .iter()
-                        .map(|name| self.triggers[name].slots.room())
+                    capacity = self
+                        .triggers
+                        .values()
+                        .map(|trigger| trigger.slots.room())
                         .sum::<usize>()
                         .saturating_sub(reserved)
                         .min(self.slots.room())
@@ -433,7 +433,7 @@ impl Dispatcher {
                 .take(capacity)
                 .collect();
             if !permits.is_empty() {
-                return (open, permits);
+                return (self.open_triggers(), permits);
             }
         }
     }
