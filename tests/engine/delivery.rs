@@ -218,6 +218,32 @@ async fn failing_twice_then_succeeding_records_three_attempts(backend: Backend) 
     engine.shutdown().await;
 }
 
+/// A retry runs when its backoff is over, not at the next poll: recording a retry
+/// wakes the dispatcher, which then sleeps until the retry is due. The poll here is an
+/// hour, so a missing wake-up fails the test instead of slowing it.
+async fn a_retry_runs_when_due_without_waiting_for_the_poll(backend: Backend) {
+    const NO_POLL: &str = r#"
+dispatcher: { poll_interval: 1h }
+sources: { orders: { http: { path: /orders } } }
+triggers:
+  record: { source: orders, handler: record, retry: { max_attempts: 3, initial: 50ms, jitter: none } }
+"#;
+    let (handler, calls) = flaky(1, false);
+    let store = fresh_store(backend).await;
+    let engine = start(
+        Engine::from_cli().handler("record", handler),
+        NO_POLL,
+        &store,
+    )
+    .await;
+    let response = post_json(engine.local_addr(), "/orders", json!({}), &[]).await;
+    let id = event_id(&response.json().await.unwrap());
+    let attempts = wait_for_status(engine.store(), id, DeliveryStatus::Succeeded).await;
+    assert_eq!(attempts, [AttemptOutcome::Retry, AttemptOutcome::Succeeded]);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    engine.shutdown().await;
+}
+
 async fn always_failing_is_dead_after_max_attempts(backend: Backend) {
     let (handler, calls) = flaky(u32::MAX, false);
     let store = fresh_store(backend).await;
@@ -610,7 +636,10 @@ async fn per_key_ordering_holds_under_concurrency(backend: Backend) {
             }
         })
     };
+    // An hour's poll: each next event of a key runs because the finish of the one
+    // before woke the dispatcher.
     let yaml = r#"
+dispatcher: { poll_interval: 1h }
 sources: { orders: { http: { path: /orders } } }
 triggers:
   ordered:
@@ -673,6 +702,7 @@ both_backends!(
     post_runs_the_handler_once_with_the_envelope,
     a_duplicate_post_makes_one_event,
     failing_twice_then_succeeding_records_three_attempts,
+    a_retry_runs_when_due_without_waiting_for_the_poll,
     always_failing_is_dead_after_max_attempts,
     a_fatal_error_is_dead_after_one_attempt_and_replay_delivers,
     fans_out_to_three_triggers,

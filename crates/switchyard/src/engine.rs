@@ -255,6 +255,7 @@ impl Parts {
                 retry: trigger.retry.clone(),
                 timeout: trigger.timeout.get(),
                 slots: Slots::new(trigger.concurrency, config.dispatcher.prefetch),
+                ordered: trigger.ordering.is_some(),
             });
         }
         let mut s3_sources = Vec::new();

@@ -19,13 +19,14 @@ const MAX_BATCH: usize = 256;
 /// A handle to the completer task. Cheap to clone.
 #[derive(Clone)]
 pub struct Completer {
-    tx: mpsc::Sender<Finished>,
+    tx: mpsc::Sender<Submitted>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl Completer {
-    /// Starts the task. `wake` is notified after each batch, since a finished ordered
-    /// delivery may unblock the next one of its key. Each recorded (or refused) result's
+    /// Starts the task. `wake` is notified after each batch that recorded a result
+    /// submitted with `wakes`, since a retried delivery is pending again and a finished
+    /// ordered one may let the next of its key run. Each recorded (or refused) result's
     /// lease leaves `in_flight`, so heartbeats stop extending it.
     pub fn start(store: Arc<dyn Store>, wake: Arc<Notify>, in_flight: InFlight) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
@@ -39,8 +40,8 @@ impl Completer {
     /// Queues one result for recording, waiting while the queue is full. Once the
     /// completer has stopped the result is dropped and its lease stays in flight, to be
     /// released (or to expire) with the others.
-    pub async fn submit(&self, finished: Finished) {
-        if self.tx.send(finished).await.is_err() {
+    pub async fn submit(&self, finished: Finished, wakes: bool) {
+        if self.tx.send(Submitted { finished, wakes }).await.is_err() {
             tracing::debug!("the completer has stopped; the delivery will be released");
         }
     }
@@ -57,14 +58,24 @@ impl Completer {
     }
 }
 
+/// A result on its way to the store; `wakes` asks for the run loop to look for work
+/// once it is recorded.
+struct Submitted {
+    finished: Finished,
+    wakes: bool,
+}
+
 async fn record(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Finished>,
+    mut rx: mpsc::Receiver<Submitted>,
     wake: Arc<Notify>,
     in_flight: InFlight,
 ) {
+    let mut submitted = Vec::with_capacity(MAX_BATCH);
     let mut results = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut results, MAX_BATCH).await > 0 {
+    while rx.recv_many(&mut submitted, MAX_BATCH).await > 0 {
+        let wakes = submitted.iter().any(|s| s.wakes);
+        results.extend(submitted.drain(..).map(|s| s.finished));
         let mut pause = Duration::from_millis(50);
         // Which results were refused (their lease was lost) the store logs itself.
         while let Err(error) = store.finish(&results).await {
@@ -73,7 +84,9 @@ async fn record(
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(5));
         }
-        wake.notify_one();
+        if wakes {
+            wake.notify_one();
+        }
         in_flight.remove(results.drain(..).map(|result| result.lease));
     }
 }

@@ -96,7 +96,7 @@ impl Dispatcher {
                 break;
             };
             *claim = true;
-            let held = Held::new(process_held, Some(trigger_held));
+            let held = Held::new(process_held, trigger_held);
             reservation
                 .slots
                 .entry(runtime.name.clone())
@@ -165,6 +165,7 @@ mod tests {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(1),
             slots: Slots::new(1, 1),
+            ordered: false,
         };
         let dispatcher = Dispatcher::new(
             Arc::new(store),

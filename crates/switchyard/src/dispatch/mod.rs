@@ -115,6 +115,8 @@ pub struct TriggerRuntime {
     pub timeout: Duration,
     /// Its `concurrency`, and the process's `prefetch`.
     pub slots: Slots,
+    /// Whether it has `ordering`: a finished delivery may let the next of its key run.
+    pub ordered: bool,
 }
 
 /// One trigger's deliveries in this process; see [`Dispatcher::occupancy`].
@@ -439,16 +441,28 @@ impl Dispatcher {
     }
 
     /// Gives each delivery a claim brought back one of the process's hold slots the
-    /// claim took, and one of its trigger's if it has room.
+    /// claim took, and one of its trigger's. A claim can bring more of a trigger than
+    /// it has room for, when claims on append took the room while the claim was on
+    /// its way: those go back to the queue at once, so that no trigger holds more than
+    /// its `concurrency + prefetch`.
     fn hold(&self, claimed: Vec<Claimed>, permits: Vec<Hold>) -> Vec<Starting> {
-        claimed
-            .into_iter()
-            .zip(permits)
-            .map(|(delivery, process)| {
-                let trigger = self.triggers[&delivery.trigger].slots.try_hold();
-                (delivery, Held::new(process, trigger), None)
-            })
-            .collect()
+        let mut starting = Vec::with_capacity(claimed.len());
+        let mut surplus = Vec::new();
+        for (delivery, process) in claimed.into_iter().zip(permits) {
+            match self.triggers[&delivery.trigger].slots.try_hold() {
+                Some(trigger) => starting.push((delivery, Held::new(process, trigger), None)),
+                None => surplus.push(delivery.lease),
+            }
+        }
+        if !surplus.is_empty() {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(error) = store.release(&surplus).await {
+                    tracing::warn!(%error, count = surplus.len(), "could not release deliveries claimed past their trigger's room; their leases will expire");
+                }
+            });
+        }
+        starting
     }
 
     async fn deliver(
@@ -480,7 +494,10 @@ impl Dispatcher {
         // commits; the lease stays in flight (and heartbeated) until the completer has
         // recorded it. While the completer's queue is full the slots are kept, which
         // slows claims to the rate results are recorded.
-        completer.submit(finished).await;
+        // A retried delivery is pending again, and an ordered one may let the next of its
+        // key run: the loop (perhaps idle) looks for work once the result is recorded.
+        let wakes = trigger.ordered || finished.outcome == AttemptOutcome::Retry;
+        completer.submit(finished, wakes).await;
         drop((running, held));
     }
 

@@ -112,17 +112,16 @@ impl Drop for Hold {
     }
 }
 
-/// The hold slots of a delivery this process has: always one of the process's, and
-/// one of its trigger's unless a claim brought more of that trigger than it had room
-/// for. Dropping it frees them, the trigger's first: whoever the process's wakes
+/// The hold slots of a delivery this process has: one of the process's and one of its
+/// trigger's. Dropping it frees them, the trigger's first: whoever the process's wakes
 /// finds both free.
 pub struct Held {
-    _trigger: Option<Hold>,
+    _trigger: Hold,
     _process: Hold,
 }
 
 impl Held {
-    pub fn new(process: Hold, trigger: Option<Hold>) -> Self {
+    pub fn new(process: Hold, trigger: Hold) -> Self {
         Self {
             _process: process,
             _trigger: trigger,
