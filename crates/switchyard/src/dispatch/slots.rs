@@ -22,7 +22,7 @@ pub struct Slots {
     holdable: usize,
     /// Told when a hold slot is freed.
     freed: Arc<Notify>,
-    /// Held deliveries waiting for their run slots.
+    /// Held deliveries waiting for their run slots; counted on a trigger's slots only.
     waiting: AtomicUsize,
 }
 
