@@ -134,7 +134,7 @@ mod tests {
     use switchyard_core::Event;
     use switchyard_core::config::DispatcherConfig;
     use switchyard_core::retry::RetryPolicy;
-    use switchyard_store::{NewDelivery, NewEvent, SqliteStore};
+    use switchyard_store::{NewDelivery, NewEvent, SqliteStore, Store};
     use tokio::sync::Notify;
 
     use crate::dispatch::{Dispatcher, Slots, TriggerRuntime};
@@ -194,5 +194,52 @@ mod tests {
         drop(held);
         let _again = dispatcher.reserve(&mut third);
         assert!(marked(&third), "dropping a reservation frees its slots");
+    }
+
+    /// Claims on append can take a trigger's room while a claim is on its way; what
+    /// that claim brings past the room goes back to the queue.
+    #[tokio::test]
+    async fn a_claim_past_its_trigger_s_room_is_released() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
+        store.migrate().await.unwrap();
+        let trigger = TriggerRuntime {
+            name: "t".into(),
+            handler: Arc::new(handler_fn(|_, _| async { Ok(()) })),
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(1),
+            slots: Slots::new(1, 0),
+            ordered: false,
+        };
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            vec![trigger],
+            DispatcherConfig::default(),
+            Arc::new(Notify::new()),
+            Arc::new(Metrics::new()),
+            Arc::new(Resources::default()),
+        );
+        store.append(&to("t")).await.unwrap();
+        store.append(&to("t")).await.unwrap();
+        let triggers = ["t".to_owned()];
+        let lease = Duration::from_secs(30);
+        let claimed = store.claim(&triggers, 2, lease).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let permits = (0..2)
+            .map(|_| dispatcher.slots.try_hold().unwrap())
+            .collect();
+
+        let starting = dispatcher.hold(claimed, permits);
+        assert_eq!(starting.len(), 1, "the trigger has room for one");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if store.claim(&triggers, 2, lease).await.unwrap().len() == 1 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the delivery past the room was not released"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
