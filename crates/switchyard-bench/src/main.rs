@@ -17,6 +17,7 @@
 //! the harness's own queries; WAL is the server's WAL position delta.
 
 mod backend;
+mod compare;
 mod drain;
 mod fanout;
 mod floor;
@@ -90,6 +91,15 @@ struct Cli {
     /// by a third; the median of three is steadier.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Compare this build (A) with another `switchyard-bench` binary (B), built from
+    /// another commit, say: each of the `--repeat` rounds runs both as child processes
+    /// with these arguments, alternating which goes first, and the end is a table of
+    /// every figure of both, with B / A per round. Both must support `--summary-json`.
+    #[arg(long, value_name = "OTHER_BENCH")]
+    against: Option<PathBuf>,
+    /// Write each round's summary figures here as JSON (what `--against` reads).
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
 }
 
 /// Settings shared by the workloads.
@@ -179,6 +189,9 @@ const ALL: [Workload; 6] = [
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(other) = &cli.against {
+        return compare::run(other.as_os_str(), cli.repeat);
+    }
     if let Some(level) = &cli.log {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(level))
@@ -242,7 +255,7 @@ async fn run(cli: Cli) -> ExitCode {
             println!("\n# Round {round} of {}", cli.repeat);
         }
         let mut summary = Summary {
-            backend: ctx.backend.label(),
+            backend: ctx.backend.label().to_owned(),
             ..Summary::default()
         };
         for &workload in &workloads {
@@ -257,6 +270,15 @@ async fn run(cli: Cli) -> ExitCode {
     }
     if rounds.len() > 1 {
         report::print_rounds(&rounds);
+    }
+    if let Some(path) = &cli.summary_json {
+        let written = serde_json::to_vec(&rounds)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(path, json));
+        if let Err(error) = written {
+            eprintln!("error: cannot write {}: {error}", path.display());
+            failed = true;
+        }
     }
     if failed {
         ExitCode::FAILURE

@@ -2,6 +2,7 @@
 
 use comfy_table::presets::ASCII_MARKDOWN;
 use comfy_table::{CellAlignment, Table};
+use serde::{Deserialize, Serialize};
 
 use crate::backend::Usage;
 use crate::stats::{Percentiles, fmt_int, fmt_us};
@@ -139,10 +140,11 @@ pub fn print_table(title: &str, latency_label: &str, rows: &[Row]) {
     println!("\n### {title}\n\n{table}");
 }
 
-/// The headline figures, filled in by the workloads that ran.
-#[derive(Debug, Default)]
+/// The headline figures, filled in by the workloads that ran. A run with `--against`
+/// reads each build's from the JSON its child process writes.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Summary {
-    pub backend: &'static str,
+    pub backend: String,
     pub floor_single: Option<f64>,
     pub floor_batch: Option<f64>,
     pub ingest: Option<(f64, u64)>,
@@ -159,12 +161,12 @@ fn verdict(ok: bool) -> String {
     if ok { "met" } else { "MISSED" }.to_owned()
 }
 
-/// The value a figure with a target is judged on, how to show it, and its target.
+/// A figure's value, how to show it, and its target if it has one.
 #[derive(Clone, Copy, Debug)]
 struct Score {
     value: f64,
     show: fn(f64) -> String,
-    bound: Bound,
+    bound: Option<Bound>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -174,11 +176,20 @@ enum Bound {
 }
 
 impl Score {
+    /// A figure without a target.
+    fn plain(value: f64, show: fn(f64) -> String) -> Self {
+        Self {
+            value,
+            show,
+            bound: None,
+        }
+    }
+
     fn at_least(value: f64, bound: f64, show: fn(f64) -> String) -> Self {
         Self {
             value,
             show,
-            bound: Bound::AtLeast(bound),
+            bound: Some(Bound::AtLeast(bound)),
         }
     }
 
@@ -186,23 +197,30 @@ impl Score {
         Self {
             value,
             show,
-            bound: Bound::AtMost(bound),
+            bound: Some(Bound::AtMost(bound)),
         }
     }
 
-    /// Whether `value` (this figure's, or another of the same kind) meets the target.
-    fn met(&self, value: f64) -> bool {
-        match self.bound {
+    /// Whether `value` (this figure's, or another of the same kind) meets the target;
+    /// `None` without one.
+    fn met(&self, value: f64) -> Option<bool> {
+        self.bound.map(|bound| match bound {
             Bound::AtLeast(bound) => value >= bound,
             Bound::AtMost(bound) => value <= bound,
-        }
+        })
     }
 
     fn target(&self) -> String {
         match self.bound {
-            Bound::AtLeast(bound) => format!(">= {}", (self.show)(bound)),
-            Bound::AtMost(bound) => format!("<= {}", (self.show)(bound)),
+            Some(Bound::AtLeast(bound)) => format!(">= {}", (self.show)(bound)),
+            Some(Bound::AtMost(bound)) => format!("<= {}", (self.show)(bound)),
+            None => String::new(),
         }
+    }
+
+    /// The verdict on `value`: met, missed, or nothing for a figure without a target.
+    fn verdict(&self, value: f64) -> String {
+        self.met(value).map_or_else(String::new, verdict)
     }
 }
 
@@ -212,36 +230,38 @@ struct Line {
     figure: String,
     measured: String,
     target: String,
-    /// Judges `measured` against `target`; `None` for figures without one.
-    score: Option<Score>,
+    /// The value that rounds and comparisons take, and the target it is judged on.
+    score: Score,
     /// Said in the verdict column of a figure without a target.
     remark: String,
 }
 
 impl Line {
-    fn info(figure: impl Into<String>, measured: String, target: &'static str) -> Self {
+    /// A figure shown as `measured`, compared across runs by `score`.
+    fn info(figure: impl Into<String>, measured: String, score: Score) -> Self {
         Self {
             figure: figure.into(),
             measured,
-            target: target.to_owned(),
-            score: None,
+            target: score.target(),
+            score,
             remark: String::new(),
         }
     }
 
     fn scored(figure: impl Into<String>, score: Score) -> Self {
-        Self {
-            figure: figure.into(),
-            measured: (score.show)(score.value),
-            target: score.target(),
-            score: Some(score),
-            remark: String::new(),
-        }
+        Self::info(figure, (score.show)(score.value), score)
+    }
+
+    /// Says what a figure without a target is for, in the target column.
+    fn target(mut self, text: &str) -> Self {
+        self.target = text.to_owned();
+        self
     }
 
     fn verdict(&self) -> String {
         self.score
-            .map_or_else(|| self.remark.clone(), |s| verdict(s.met(s.value)))
+            .met(self.score.value)
+            .map_or_else(|| self.remark.clone(), verdict)
     }
 }
 
@@ -272,18 +292,24 @@ impl Summary {
     fn lines(&self) -> Vec<Line> {
         let mut lines = Vec::new();
         if let Some(rate) = self.floor_single {
-            lines.push(Line::info(
-                "floor: single-row INSERT, 8 conns",
-                format!("{} rows/s", fmt_int(rate)),
-                "(denominator)",
-            ));
+            lines.push(
+                Line::info(
+                    "floor: single-row INSERT, 8 conns",
+                    format!("{} rows/s", fmt_int(rate)),
+                    Score::plain(rate, per_second),
+                )
+                .target("(denominator)"),
+            );
         }
         if let Some(rate) = self.floor_batch {
-            lines.push(Line::info(
-                "floor: 500-row INSERT, 8 conns",
-                format!("{} rows/s", fmt_int(rate)),
-                "(ceiling)",
-            ));
+            lines.push(
+                Line::info(
+                    "floor: 500-row INSERT, 8 conns",
+                    format!("{} rows/s", fmt_int(rate)),
+                    Score::plain(rate, per_second),
+                )
+                .target("(ceiling)"),
+            );
         }
         for (kind, ingest) in [
             ("no triggers", self.ingest_pure),
@@ -293,7 +319,7 @@ impl Summary {
             lines.push(Line::info(
                 format!("ingest, {kind}"),
                 format!("{} ev/s, p99 {}", fmt_int(rate), fmt_us(p99)),
-                "",
+                Score::plain(rate, per_second),
             ));
             if let Some(floor) = self.floor_single {
                 lines.push(Line::scored(
@@ -312,14 +338,14 @@ impl Summary {
                 lines.push(Line::info(
                     "drain",
                     format!("{} deliveries/s", fmt_int(rate)),
-                    "",
+                    Score::plain(rate, per_second),
                 ));
             }
             if let Some(peer) = self.graphile {
                 lines.push(Line::info(
                     "graphile-worker drain (batched)",
                     format!("{} jobs/s", fmt_int(peer)),
-                    "",
+                    Score::plain(peer, per_second),
                 ));
                 lines.push(Line::scored(
                     "drain / graphile",
@@ -341,7 +367,7 @@ impl Summary {
             lines.push(Line::info(
                 format!("fanout {k}"),
                 format!("{} deliveries/s", fmt_int(*rate)),
-                "",
+                Score::plain(*rate, per_second),
             ));
         }
         let fan = |k: u32| self.fanout.iter().find(|(n, _)| *n == k).map(|(_, r)| *r);
@@ -367,7 +393,7 @@ impl Summary {
                 "steady: highest rate with p99 <= 100 ms",
                 self.steady_best
                     .map_or("none".to_owned(), |r| format!("{r}/s")),
-                "",
+                Score::plain(self.steady_best.map_or(0.0, f64::from), per_second),
             );
             line.remark = tried.join("; ");
             lines.push(line);
@@ -392,6 +418,39 @@ impl Summary {
     }
 }
 
+/// What each summary measured of `figure`, in order: `None` where it was not measured.
+fn values_of(summaries: &[Summary], figure: &str) -> Vec<Option<f64>> {
+    summaries
+        .iter()
+        .map(|summary| {
+            summary
+                .lines()
+                .into_iter()
+                .find(|line| line.figure == figure)
+                .map(|line| line.score.value)
+        })
+        .collect()
+}
+
+/// The median of the values that were measured; `None` if none was.
+fn median_of(values: &[Option<f64>]) -> Option<f64> {
+    let mut measured: Vec<f64> = values.iter().flatten().copied().collect();
+    (!measured.is_empty()).then(|| median(&mut measured))
+}
+
+/// Each figure's line, once, in the order the summaries first show it.
+fn figures(summaries: &[&Summary]) -> Vec<Line> {
+    let mut figures: Vec<Line> = Vec::new();
+    for summary in summaries {
+        for line in summary.lines() {
+            if !figures.iter().any(|known| known.figure == line.figure) {
+                figures.push(line);
+            }
+        }
+    }
+    figures
+}
+
 /// Prints, for each figure with a target, what each round measured and the median
 /// of the rounds, judged against the target. Each round's ratios use that round's
 /// own baseline.
@@ -406,21 +465,15 @@ pub fn print_rounds(rounds: &[Summary]) {
     ]);
     let mut table = Table::new();
     table.load_preset(ASCII_MARKDOWN).set_header(header);
-    let per_round: Vec<Vec<Line>> = rounds.iter().map(Summary::lines).collect();
     for line in first.lines() {
-        let Some(score) = line.score else { continue };
-        let values: Vec<Option<f64>> = per_round
-            .iter()
-            .map(|lines| {
-                lines
-                    .iter()
-                    .find(|other| other.figure == line.figure)
-                    .and_then(|other| other.score)
-                    .map(|other| other.value)
-            })
-            .collect();
-        let mut measured: Vec<f64> = values.iter().flatten().copied().collect();
-        let middle = median(&mut measured);
+        let score = line.score;
+        if score.bound.is_none() {
+            continue;
+        }
+        let values = values_of(rounds, &line.figure);
+        let Some(middle) = median_of(&values) else {
+            continue;
+        };
         let mut row = vec![line.figure.clone()];
         row.extend(
             values
@@ -429,7 +482,7 @@ pub fn print_rounds(rounds: &[Summary]) {
         );
         row.push((score.show)(middle));
         row.push(line.target.clone());
-        row.push(verdict(score.met(middle)));
+        row.push(score.verdict(middle));
         table.add_row(row);
     }
     println!(
@@ -439,20 +492,127 @@ pub fn print_rounds(rounds: &[Summary]) {
     );
 }
 
+/// Prints every figure of two builds measured in alternating rounds (`--against`):
+/// each build's value per round, each build's median, and the median over the rounds
+/// of B's value divided by A's in the same round. Runs next to each other in time
+/// share the machine's state, so that ratio is steadier than the two medians'.
+pub fn print_comparison(a: &[Summary], b: &[Summary]) {
+    let backend = a.first().map_or("", |summary| summary.backend.as_str());
+    println!(
+        "\n## A against B ({backend}, {} rounds)\n\n{}",
+        a.len().max(b.len()),
+        comparison(a, b)
+    );
+}
+
+fn comparison(a: &[Summary], b: &[Summary]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(ASCII_MARKDOWN).set_header(vec![
+        "figure",
+        "A per round",
+        "B per round",
+        "A median",
+        "B median",
+        "B / A, median of rounds",
+        "target",
+        "verdict A / B",
+    ]);
+    let summaries: Vec<&Summary> = a.iter().chain(b).collect();
+    for line in figures(&summaries) {
+        let show = line.score.show;
+        let (of_a, of_b) = (values_of(a, &line.figure), values_of(b, &line.figure));
+        let per_round = |values: &[Option<f64>]| {
+            values
+                .iter()
+                .map(|value| value.map_or("-".to_owned(), show))
+                .collect::<Vec<_>>()
+                .join(" · ")
+        };
+        let ratios: Vec<Option<f64>> = of_a
+            .iter()
+            .zip(&of_b)
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) if *a != 0.0 => Some(b / a),
+                _ => None,
+            })
+            .collect();
+        let (median_a, median_b) = (median_of(&of_a), median_of(&of_b));
+        let judge = |value: Option<f64>| value.map_or_else(String::new, |v| line.score.verdict(v));
+        table.add_row(vec![
+            line.figure.clone(),
+            per_round(&of_a),
+            per_round(&of_b),
+            median_a.map_or("-".to_owned(), show),
+            median_b.map_or("-".to_owned(), show),
+            median_of(&ratios).map_or("-".to_owned(), ratio),
+            line.target.clone(),
+            if line.score.bound.is_some() {
+                format!("{} / {}", judge(median_a), judge(median_b))
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Score, median, micros, ratio};
+    use super::{Score, Summary, comparison, median, micros, per_second, ratio};
 
     #[test]
     fn a_score_states_and_judges_its_target() {
         let drain = Score::at_least(1.81, 2.0, ratio);
         assert_eq!(drain.target(), ">= 2.00x");
-        assert!(!drain.met(drain.value));
-        assert!(drain.met(2.0));
+        assert_eq!(drain.met(drain.value), Some(false));
+        assert_eq!(drain.met(2.0), Some(true));
         let latency = Score::at_most(1_560.0, 2_000.0, micros);
         assert_eq!(latency.target(), "<= 2.00 ms");
-        assert!(latency.met(latency.value));
-        assert!(!latency.met(2_001.0));
+        assert_eq!(latency.met(latency.value), Some(true));
+        assert_eq!(latency.met(2_001.0), Some(false));
+        let rate = Score::plain(9_000.0, per_second);
+        assert_eq!((rate.target(), rate.met(rate.value)), (String::new(), None));
+    }
+
+    fn fanout(one: f64, sixteen: f64) -> Summary {
+        Summary {
+            backend: "postgres".to_owned(),
+            fanout: vec![(1, one), (16, sixteen)],
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn a_comparison_takes_b_over_a_round_by_round() {
+        // Round 2 ran on a machine twice as fast: the medians of each build mix the
+        // rounds, the ratio of each round's pair does not.
+        let a = [fanout(10_000.0, 25_000.0), fanout(20_000.0, 50_000.0)];
+        let b = [fanout(11_000.0, 30_000.0), fanout(22_000.0, 60_000.0)];
+        let table = comparison(&a, &b).to_string();
+        let row = |figure: &str| {
+            table
+                .lines()
+                .find(|line| line.starts_with(&format!("| {figure} ")))
+                .unwrap_or_else(|| panic!("no row {figure} in\n{table}"))
+                .split('|')
+                .map(str::trim)
+                .skip(1)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            row("fanout 16")[..6],
+            [
+                "fanout 16",
+                "25,000/s · 50,000/s",
+                "30,000/s · 60,000/s",
+                "37,500/s",
+                "45,000/s",
+                "1.20x",
+            ]
+        );
+        let ratio_row = row("fanout16 / fanout1 deliveries/s");
+        assert_eq!(ratio_row[5], "1.09x");
+        assert_eq!(ratio_row[7], "MISSED / MISSED");
     }
 
     #[test]

@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// A latency sample that never completed (counted as worse than any real one).
 pub const NEVER: u64 = u64::MAX;
 
 /// Percentiles of a set of latency samples, in microseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: usize,
     pub p50: u64,
