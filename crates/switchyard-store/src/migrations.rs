@@ -53,6 +53,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         "hot claim",
         include_str!("../../../migrations/postgres/0007_hot_claim.sql"),
     ),
+    (
+        8,
+        "event cascade by trigger",
+        include_str!("../../../migrations/postgres/0008_event_cascade_by_trigger.sql"),
+    ),
 ]);
 
 pub(crate) const SQLITE: Embedded = Embedded(&[

@@ -507,3 +507,116 @@ async fn postgres_reclaims_run_one_process_at_a_time() {
     })
     .await;
 }
+
+/// Deleting events deletes their deliveries and those deliveries' attempts, and
+/// truncating the events truncates both: migration 0008's triggers, in place of a
+/// foreign key's cascade.
+#[tokio::test]
+async fn postgres_deleting_events_deletes_their_deliveries() {
+    with_pg_db(|db| async move {
+        let store = db.open().await;
+        store.migrate().await.unwrap();
+        let (gone, kept) = (event("s", "x"), event("s", "x"));
+        store
+            .append(&[to(&gone, &["t", "u"]), to(&kept, &["t"])])
+            .await
+            .unwrap();
+        let retried = store.claim(&names(&["u"]), 1, LEASE).await.unwrap();
+        assert_eq!(retried.len(), 1);
+        let retry = finished(
+            &retried[0],
+            AttemptOutcome::Retry,
+            Some(chrono::Utc::now()),
+            Some("boom"),
+        );
+        assert_eq!(store.finish(&[retry]).await.unwrap(), vec![true]);
+
+        let mut conn = PgConnection::connect(&db.url).await.unwrap();
+        let count = |table: &'static str| format!("SELECT count(*) FROM switchyard.{table}");
+        let earlier: i64 = sqlx::query_scalar(&count("earlier_attempts"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(earlier, 1, "the retry left an attempt row");
+
+        sqlx::query("DELETE FROM switchyard.events WHERE id = $1")
+            .bind(gone.id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let left: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM switchyard.deliveries")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            left,
+            vec![kept.id],
+            "only the kept event's delivery is left"
+        );
+        let earlier: i64 = sqlx::query_scalar(&count("earlier_attempts"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(earlier, 0, "the deleted delivery's attempts went with it");
+
+        sqlx::query("TRUNCATE switchyard.events")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let deliveries: i64 = sqlx::query_scalar(&count("deliveries"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            deliveries, 0,
+            "truncating the events truncates the deliveries"
+        );
+        conn.close().await.unwrap();
+    })
+    .await;
+}
+
+/// Adding deliveries to an event that another transaction is deleting waits for that
+/// transaction, then finds the event gone and adds nothing: no delivery outlives its
+/// event.
+#[tokio::test]
+async fn postgres_add_deliveries_waits_for_a_delete_of_its_event() {
+    with_pg_db(|db| async move {
+        let store = db.open().await;
+        store.migrate().await.unwrap();
+        let e = event("s", "x");
+        store.append(&[to(&e, &[])]).await.unwrap();
+
+        let mut conn = PgConnection::connect(&db.url).await.unwrap();
+        let mut deleting = conn.begin().await.unwrap();
+        sqlx::query("DELETE FROM switchyard.events WHERE id = $1")
+            .bind(e.id)
+            .execute(&mut *deleting)
+            .await
+            .unwrap();
+        let adding = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let wanted = [switchyard_store::NewDelivery {
+                    trigger: "t".to_owned(),
+                    ordering_key: None,
+                    claim: false,
+                }];
+                store.add_deliveries(e.id, &wanted, None).await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!adding.is_finished(), "the add did not wait for the delete");
+        deleting.commit().await.unwrap();
+
+        let added = adding.await.unwrap();
+        assert!(matches!(added, Err(StoreError::Invalid(_))), "{added:?}");
+        let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM switchyard.deliveries")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(orphans, 0, "a delivery outlived its event");
+        conn.close().await.unwrap();
+    })
+    .await;
+}

@@ -365,8 +365,12 @@ impl Store for PostgresStore {
             .bind(ordering_keys)
             .bind(replay_of)
             .fetch_all(&mut *tx)
-            .await
-            .map_err(|error| missing_event(error, event_id))?;
+            .await?;
+        if ids.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "event {event_id} does not exist"
+            )));
+        }
         sqlx::query(sql::NOTIFY_WORK).execute(&mut *tx).await?;
         tx.commit().await?;
         ids.sort_unstable();
@@ -692,16 +696,6 @@ async fn migrate_on(conn: &mut PgConnection) -> Result<()> {
     // the whole backlog; refreshing them at start-up is cheap (a sample of rows).
     sqlx::query(sql::ANALYZE_QUEUE).execute(&mut *conn).await?;
     Ok(())
-}
-
-/// Turns a foreign-key violation on `deliveries.event_id` into a clear error.
-fn missing_event(error: sqlx::Error, event_id: Uuid) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            StoreError::Invalid(format!("event {event_id} does not exist"))
-        }
-        _ => error.into(),
-    }
 }
 
 fn lease_arrays(leases: &[Lease]) -> (Vec<i64>, Vec<Uuid>) {

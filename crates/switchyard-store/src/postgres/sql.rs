@@ -250,12 +250,16 @@ pub(super) const NEXT_RUN_AT: &str = concat!(
     ordering_clear!()
 );
 
-/// `$1` event, `$2` triggers, `$3` ordering keys, `$4` replay_of. Returns the new ids.
+/// `$1` event, `$2` triggers, `$3` ordering keys, `$4` replay_of. Returns the new ids,
+/// none if the event does not exist. The event stays locked until the transaction
+/// ends, so a concurrent delete of it waits and then deletes these deliveries too.
 pub(super) const ADD_DELIVERIES: &str = "
+    WITH event AS (SELECT id FROM switchyard.events WHERE id = $1 FOR KEY SHARE)
     INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key, replay_of)
-    SELECT $1, trigger, ordering_key, $4
-    FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS n(trigger, ordering_key, position)
-    ORDER BY position
+    SELECT event.id, n.trigger, n.ordering_key, $4
+    FROM event,
+         UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS n(trigger, ordering_key, position)
+    ORDER BY n.position
     RETURNING id";
 
 /// The start of `list_events`: the matching events, before the filters, order and
@@ -332,16 +336,21 @@ pub(super) const LIST_DEAD: &str = "
     ORDER BY d.updated_at DESC, d.id DESC
     LIMIT $3";
 
-/// Returns the new delivery ids.
+/// Returns the new delivery ids. Locks the events, as [`ADD_DELIVERIES`] does.
 pub(super) const REPLAY_DEAD: &str = "
     WITH old AS (
         UPDATE switchyard.deliveries
         SET status = 'replayed', updated_at = now()
         WHERE id = ANY($1) AND status = 'dead'
         RETURNING id, event_id, trigger, ordering_key
+    ), event AS (
+        SELECT id FROM switchyard.events WHERE id IN (SELECT event_id FROM old)
+        FOR KEY SHARE
     )
     INSERT INTO switchyard.deliveries (event_id, trigger, ordering_key, replay_of)
-    SELECT event_id, trigger, ordering_key, id FROM old ORDER BY id
+    SELECT old.event_id, old.trigger, old.ordering_key, old.id
+    FROM old JOIN event ON event.id = old.event_id
+    ORDER BY old.id
     RETURNING id";
 
 /// The parameters of [`LIST_DEAD`]; deletes the dead letters it would list.
