@@ -256,6 +256,7 @@ impl Parts {
                 timeout: trigger.timeout.get(),
                 slots: Slots::new(trigger.concurrency, config.dispatcher.prefetch),
                 ordered: trigger.ordering.is_some(),
+                metrics: metrics.trigger(name),
             });
         }
         let mut s3_sources = Vec::new();
@@ -273,7 +274,6 @@ impl Parts {
             triggers,
             config.dispatcher.clone(),
             wake.clone(),
-            metrics.clone(),
             Arc::new(resources),
         ));
         let ingest = Ingest::start(

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-use switchyard_store::QueueStats;
+use switchyard_store::{AttemptOutcome, QueueStats};
 
 use crate::dispatch::Occupancy;
 
@@ -49,6 +49,61 @@ struct HeldLabels {
 struct RejectLabels {
     source: String,
     status: u16,
+}
+
+/// How a process came to hold a delivery, for `switchyard_deliveries_claimed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimedVia {
+    /// Local ingress created it claimed (claim on append).
+    Append,
+    /// A claim took it from the queue.
+    Queue,
+}
+
+impl ClaimedVia {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Append => "append",
+            Self::Queue => "queue",
+        }
+    }
+}
+
+/// One trigger's delivery series; see [`Metrics::trigger`]. Cheap to clone: the
+/// handles share the registered series.
+#[derive(Clone)]
+pub struct TriggerMetrics {
+    succeeded: Counter,
+    retried: Counter,
+    dead: Counter,
+    duration: Histogram,
+    claimed_on_append: Counter,
+    claimed_from_queue: Counter,
+}
+
+impl TriggerMetrics {
+    /// `count` deliveries of this trigger claimed, `via` one way.
+    pub fn claimed(&self, via: ClaimedVia, count: u64) {
+        match via {
+            ClaimedVia::Append => &self.claimed_on_append,
+            ClaimedVia::Queue => &self.claimed_from_queue,
+        }
+        .inc_by(count);
+    }
+
+    /// An attempt of this trigger finished with `outcome` after `seconds`. A handler's
+    /// attempt is never `abandoned` (the store records those when it reclaims a
+    /// lease), and no series counts them.
+    pub fn attempt_finished(&self, outcome: AttemptOutcome, seconds: f64) {
+        let counter = match outcome {
+            AttemptOutcome::Succeeded => &self.succeeded,
+            AttemptOutcome::Retry => &self.retried,
+            AttemptOutcome::Dead => &self.dead,
+            AttemptOutcome::Abandoned => return,
+        };
+        counter.inc();
+        self.duration.observe(seconds);
+    }
 }
 
 /// Every metric the engine exports.
@@ -191,29 +246,38 @@ impl Metrics {
             .inc();
     }
 
-    /// `count` deliveries of `trigger` claimed; `via` is `append` or `queue` (see
-    /// [`Metrics::new`]).
-    pub fn deliveries_claimed(&self, trigger: &str, via: &str, count: u64) {
-        self.claims
-            .get_or_create(&ClaimLabels {
-                trigger: trigger.to_owned(),
-                via: via.to_owned(),
-            })
-            .inc_by(count);
-    }
-
-    pub fn attempt_finished(&self, trigger: &str, outcome: &str, seconds: f64) {
-        self.attempts
-            .get_or_create(&OutcomeLabels {
-                trigger: trigger.to_owned(),
-                outcome: outcome.to_owned(),
-            })
-            .inc();
-        self.attempt_duration
-            .get_or_create(&TriggerLabels {
-                trigger: trigger.to_owned(),
-            })
-            .observe(seconds);
+    /// The series of one trigger's deliveries, created at zero. The dispatcher holds
+    /// them, so that a delivery updates its series without building labels.
+    pub fn trigger(&self, trigger: &str) -> TriggerMetrics {
+        let outcome = |outcome: AttemptOutcome| {
+            self.attempts
+                .get_or_create(&OutcomeLabels {
+                    trigger: trigger.to_owned(),
+                    outcome: outcome.as_str().to_owned(),
+                })
+                .clone()
+        };
+        let claimed = |via: ClaimedVia| {
+            self.claims
+                .get_or_create(&ClaimLabels {
+                    trigger: trigger.to_owned(),
+                    via: via.as_str().to_owned(),
+                })
+                .clone()
+        };
+        TriggerMetrics {
+            succeeded: outcome(AttemptOutcome::Succeeded),
+            retried: outcome(AttemptOutcome::Retry),
+            dead: outcome(AttemptOutcome::Dead),
+            duration: self
+                .attempt_duration
+                .get_or_create(&TriggerLabels {
+                    trigger: trigger.to_owned(),
+                })
+                .clone(),
+            claimed_on_append: claimed(ClaimedVia::Append),
+            claimed_from_queue: claimed(ClaimedVia::Queue),
+        }
     }
 
     pub fn cron_fired(&self, source: &str, lateness_seconds: f64) {
@@ -271,7 +335,9 @@ mod tests {
     fn renders_the_documented_metric_names() {
         let metrics = Metrics::new();
         metrics.event_received("github");
-        metrics.attempt_finished("audit", "succeeded", 0.02);
+        let audit = metrics.trigger("audit");
+        audit.attempt_finished(AttemptOutcome::Succeeded, 0.02);
+        audit.claimed(ClaimedVia::Queue, 3);
         metrics.cron_fired("nightly", 0.004);
         metrics.input_rejected("uploads");
         let stats = QueueStats {
@@ -288,6 +354,9 @@ mod tests {
         for needle in [
             "switchyard_events_received_total{source=\"github\"} 1",
             "switchyard_deliveries_total{trigger=\"audit\",outcome=\"succeeded\"} 1",
+            "switchyard_deliveries_total{trigger=\"audit\",outcome=\"dead\"} 0",
+            "switchyard_deliveries_claimed_total{trigger=\"audit\",via=\"queue\"} 3",
+            "switchyard_deliveries_claimed_total{trigger=\"audit\",via=\"append\"} 0",
             "switchyard_attempt_duration_seconds_bucket",
             "switchyard_queue_depth{trigger=\"audit\"} 3",
             "switchyard_dead_letters{trigger=\"audit\"} 2",

@@ -166,13 +166,13 @@ mod tests {
             timeout: Duration::from_secs(1),
             slots: Slots::new(1, 1),
             ordered: false,
+            metrics: Metrics::new().trigger("t"),
         };
         let dispatcher = Dispatcher::new(
             Arc::new(store),
             vec![trigger],
             DispatcherConfig::default(),
             Arc::new(Notify::new()),
-            Arc::new(Metrics::new()),
             Arc::new(Resources::default()),
         );
         // As `start` does, without a run loop to take the handoffs.
@@ -209,13 +209,13 @@ mod tests {
             timeout: Duration::from_secs(1),
             slots: Slots::new(1, 0),
             ordered: false,
+            metrics: Metrics::new().trigger("t"),
         };
         let dispatcher = Dispatcher::new(
             store.clone(),
             vec![trigger],
             DispatcherConfig::default(),
             Arc::new(Notify::new()),
-            Arc::new(Metrics::new()),
             Arc::new(Resources::default()),
         );
         store.append(&to("t")).await.unwrap();

@@ -45,7 +45,7 @@ use slots::{Held, Hold, Running};
 
 use crate::HandlerError;
 use crate::handler::{Context, Handler, Resources};
-use crate::metrics::Metrics;
+use crate::metrics::{ClaimedVia, TriggerMetrics};
 
 /// Most deliveries one claim takes.
 const CLAIM_BATCH: usize = 256;
@@ -117,6 +117,8 @@ pub struct TriggerRuntime {
     pub slots: Slots,
     /// Whether it has `ordering`: a finished delivery may let the next of its key run.
     pub ordered: bool,
+    /// Its series; see [`Metrics::trigger`](crate::metrics::Metrics::trigger).
+    pub metrics: TriggerMetrics,
 }
 
 /// One trigger's deliveries in this process; see [`Dispatcher::occupancy`].
@@ -142,7 +144,6 @@ pub struct Dispatcher {
     trigger_names: Vec<String>,
     settings: DispatcherConfig,
     wake: Arc<Notify>,
-    metrics: Arc<Metrics>,
     resources: Arc<Resources>,
     in_flight: InFlight,
     /// This process's slots (`dispatcher.concurrency` and `prefetch`), shared by claims
@@ -161,7 +162,6 @@ impl Dispatcher {
         triggers: Vec<TriggerRuntime>,
         settings: DispatcherConfig,
         wake: Arc<Notify>,
-        metrics: Arc<Metrics>,
         resources: Arc<Resources>,
     ) -> Self {
         let triggers: HashMap<_, _> = triggers
@@ -178,7 +178,6 @@ impl Dispatcher {
             slots: Slots::new(settings.concurrency, settings.prefetch),
             settings,
             wake,
-            metrics,
             resources,
             in_flight: InFlight::default(),
             accepting: AtomicBool::new(false),
@@ -240,13 +239,13 @@ impl Dispatcher {
         let mut tasks = JoinSet::new();
         // Deliveries handed off by ingress come with their run slots; claimed ones wait
         // for them in `deliver`.
-        let spawn = |tasks: &mut JoinSet<()>, deliveries: Vec<Starting>, via: &str| {
+        let spawn = |tasks: &mut JoinSet<()>, deliveries: Vec<Starting>, via: ClaimedVia| {
             let mut per_trigger: HashMap<&str, u64> = HashMap::new();
             for (delivery, ..) in &deliveries {
                 *per_trigger.entry(delivery.trigger.as_str()).or_default() += 1;
             }
             for (trigger, count) in per_trigger {
-                self.metrics.deliveries_claimed(trigger, via, count);
+                self.triggers[trigger].metrics.claimed(via, count);
             }
             self.in_flight
                 .insert(deliveries.iter().map(|(delivery, ..)| delivery.lease));
@@ -274,7 +273,7 @@ impl Dispatcher {
             while tasks.try_join_next().is_some() {}
             if drained && claims.is_empty() {
                 self.idle(&self.open_triggers(), &shutdown, &mut handed, |h| {
-                    spawn(&mut tasks, h.slots.assign(h.claimed), "append");
+                    spawn(&mut tasks, h.slots.assign(h.claimed), ClaimedVia::Append);
                 })
                 .await;
                 drained = false;
@@ -298,7 +297,7 @@ impl Dispatcher {
                         Ok(claimed) => {
                             failures = 0;
                             drained = claimed.len() < claim.wanted;
-                            spawn(&mut tasks, self.hold(claimed, claim.permits), "queue");
+                            spawn(&mut tasks, self.hold(claimed, claim.permits), ClaimedVia::Queue);
                         }
                         Err(error) => {
                             failures += 1;
@@ -309,7 +308,7 @@ impl Dispatcher {
                     }
                 }
                 Some(Handed { claimed, slots }) = handed.recv() => {
-                    spawn(&mut tasks, slots.assign(claimed), "append");
+                    spawn(&mut tasks, slots.assign(claimed), ClaimedVia::Append);
                 }
                 () = sleep_until(paused_until), if paused_until.is_some() => paused_until = None,
                 (open, permits) = self.gather(least, reserved), if may_claim => {
@@ -563,11 +562,9 @@ impl Dispatcher {
             }
             (_, error) => tracing::warn!(error = error.as_deref().unwrap_or(""), "dead-lettered"),
         });
-        self.metrics.attempt_finished(
-            &trigger.name,
-            verdict.outcome.as_str(),
-            elapsed.as_secs_f64(),
-        );
+        trigger
+            .metrics
+            .attempt_finished(verdict.outcome, elapsed.as_secs_f64());
         Finished {
             lease: claimed.lease,
             attempt: claimed.attempt,
