@@ -508,6 +508,14 @@ async fn postgres_reclaims_run_one_process_at_a_time() {
     .await;
 }
 
+/// The number of rows in `switchyard.{table}`.
+async fn rows_in(conn: &mut PgConnection, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM switchyard.{table}"))
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
 /// Deleting events deletes their deliveries and those deliveries' attempts, and
 /// truncating the events truncates both: migration 0008's triggers, in place of a
 /// foreign key's cascade.
@@ -532,12 +540,11 @@ async fn postgres_deleting_events_deletes_their_deliveries() {
         assert_eq!(store.finish(&[retry]).await.unwrap(), vec![true]);
 
         let mut conn = PgConnection::connect(&db.url).await.unwrap();
-        let count = |table: &'static str| format!("SELECT count(*) FROM switchyard.{table}");
-        let earlier: i64 = sqlx::query_scalar(&count("earlier_attempts"))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(earlier, 1, "the retry left an attempt row");
+        assert_eq!(
+            rows_in(&mut conn, "earlier_attempts").await,
+            1,
+            "the retry left an attempt row"
+        );
 
         sqlx::query("DELETE FROM switchyard.events WHERE id = $1")
             .bind(gone.id)
@@ -553,22 +560,19 @@ async fn postgres_deleting_events_deletes_their_deliveries() {
             vec![kept.id],
             "only the kept event's delivery is left"
         );
-        let earlier: i64 = sqlx::query_scalar(&count("earlier_attempts"))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(earlier, 0, "the deleted delivery's attempts went with it");
+        assert_eq!(
+            rows_in(&mut conn, "earlier_attempts").await,
+            0,
+            "the deleted delivery's attempts went with it"
+        );
 
         sqlx::query("TRUNCATE switchyard.events")
             .execute(&mut conn)
             .await
             .unwrap();
-        let deliveries: i64 = sqlx::query_scalar(&count("deliveries"))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
         assert_eq!(
-            deliveries, 0,
+            rows_in(&mut conn, "deliveries").await,
+            0,
             "truncating the events truncates the deliveries"
         );
         conn.close().await.unwrap();
@@ -611,11 +615,11 @@ async fn postgres_add_deliveries_waits_for_a_delete_of_its_event() {
 
         let added = adding.await.unwrap();
         assert!(matches!(added, Err(StoreError::Invalid(_))), "{added:?}");
-        let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM switchyard.deliveries")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(orphans, 0, "a delivery outlived its event");
+        assert_eq!(
+            rows_in(&mut conn, "deliveries").await,
+            0,
+            "a delivery outlived its event"
+        );
         conn.close().await.unwrap();
     })
     .await;
