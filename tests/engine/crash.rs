@@ -359,6 +359,8 @@ async fn cli_validate_send_events_and_dlq() {
 
 /// A handler that kills its own worker process is a poison event: after
 /// `max_attempts` abandoned attempts it is dead-lettered instead of crash-looping.
+/// The handler waits a moment before the kill: a delivery claimed on append starts
+/// as the event commits, and an instant kill could beat the 202 out of the process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_kills_its_worker_is_dead_lettered() {
     let dir = Workdir::new();
@@ -370,7 +372,7 @@ async fn a_handler_that_kills_its_worker_is_dead_lettered() {
         r#"
 sources: { jobs: { http: { path: /jobs } } }
 triggers:
-  poison: { source: jobs, handler: { command: { program: sh, args: ["-c", "kill -9 $PPID"] } }, retry: { max_attempts: 2 } }
+  poison: { source: jobs, handler: { command: { program: sh, args: ["-c", "sleep 0.5; kill -9 $PPID"] } }, retry: { max_attempts: 2 } }
 "#,
     );
     let store = open(&store_url).await;
