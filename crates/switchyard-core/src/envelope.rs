@@ -60,7 +60,48 @@ pub struct DataError {
     pub reason: String,
 }
 
+/// Why an event cannot be stored as it is: a text in it holds a NUL character
+/// (U+0000), which Postgres cannot keep in `text` or `jsonb`. SQLite is held to the
+/// same rule, so that both stores accept the same events.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{place} holds a NUL character (U+0000), which the event log cannot store")]
+pub struct Unstorable {
+    /// Where: an attribute name, or a path into `data` such as `data.body.name`,
+    /// `data.items[2]`, or `a key of data.body`.
+    pub place: String,
+}
+
 impl Event {
+    /// Checks that every text of the event can be stored: no attribute, and no string
+    /// or object key anywhere in `data`, holds a NUL character. Sources refuse (HTTP
+    /// answers 400) or quarantine an event that fails, naming the place; nothing is
+    /// rewritten. The dedupe key is not checked: the store keeps a key it cannot
+    /// index as its digest.
+    pub fn check_storable(&self) -> Result<(), Unstorable> {
+        let attributes = [
+            ("source", Some(self.source.as_str())),
+            ("type", Some(self.ty.as_str())),
+            ("subject", self.subject.as_deref()),
+            ("datacontenttype", self.datacontenttype.as_deref()),
+            ("data_base64", self.data_base64.as_deref()),
+            ("partitionkey", self.partitionkey.as_deref()),
+            ("traceparent", self.traceparent.as_deref()),
+        ];
+        for (name, value) in attributes {
+            if value.is_some_and(has_nul) {
+                return Err(Unstorable {
+                    place: name.to_owned(),
+                });
+            }
+        }
+        match &self.data {
+            Some(data) if json_has_nul(data) => Err(Unstorable {
+                place: nul_place(data, "data".to_owned()).unwrap_or_else(|| "data".to_owned()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// A new event from `source_name` with a fresh id, received now.
     pub fn new(
         source_name: impl Into<String>,
@@ -134,6 +175,41 @@ impl Event {
     }
 }
 
+fn has_nul(text: &str) -> bool {
+    text.contains('\0')
+}
+
+/// Whether any string or key in `value` holds NUL; cheap, builds no path.
+fn json_has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => has_nul(text),
+        Value::Array(items) => items.iter().any(json_has_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| has_nul(key) || json_has_nul(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// The path of the first string or key in `value` (found at `at`) that holds NUL.
+fn nul_place(value: &Value, at: String) -> Option<String> {
+    match value {
+        Value::String(text) => has_nul(text).then_some(at),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_place(item, format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, value)| {
+            if has_nul(key) {
+                Some(format!("a key of {at}"))
+            } else {
+                nul_place(value, format!("{at}.{key}"))
+            }
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +226,38 @@ mod tests {
         assert_eq!(value["data"], json!({"a": 1}));
         assert!(value.get("source_name").is_none());
         assert!(value.get("data_base64").is_none());
+    }
+
+    #[test]
+    fn a_nul_character_anywhere_is_found_and_named() {
+        let clean = Event::new("s", "/s", "t").with_json(json!({"a": ["x", {"b": "y"}]}));
+        assert_eq!(clean.check_storable(), Ok(()));
+        let place = |event: Event| event.check_storable().unwrap_err().place;
+        assert_eq!(
+            place(Event::new("s", "/s", "t").with_json(json!({"a": ["x", {"b": "y\0"}]}))),
+            "data.a[1].b"
+        );
+        assert_eq!(
+            place(Event::new("s", "/s", "t").with_json(json!({"a": {"k\0": 1}}))),
+            "a key of data.a"
+        );
+        assert_eq!(
+            place(Event::new("s", "/s", "t").with_json(json!("\0"))),
+            "data"
+        );
+        assert_eq!(
+            place(Event::new("s", "/s", "t").with_subject("a\0")),
+            "subject"
+        );
+        let mut typed = Event::new("s", "/s", "t\0");
+        assert_eq!(place(typed.clone()), "type");
+        typed.ty = "t".to_owned();
+        typed.dedupe_key = Some("k\0".to_owned());
+        assert_eq!(
+            typed.check_storable(),
+            Ok(()),
+            "the store digests such keys"
+        );
     }
 
     #[test]

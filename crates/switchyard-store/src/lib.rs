@@ -17,8 +17,11 @@ mod migrations;
 mod postgres;
 mod rows;
 mod sqlite;
+mod storable;
 mod types;
 
+use std::future::Future;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +36,17 @@ pub use types::*;
 /// What can go wrong talking to the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be reached or refused the statement. Ingress answers
-    /// 503 for these; the dispatcher retries later.
+    /// The database could not be reached, timed out, or failed for a reason that may
+    /// pass (a full disk, a lock conflict). Ingress answers 503 for these; the
+    /// dispatcher and the sources retry later.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The database refused the values themselves: text it cannot hold, a value too
+    /// large for an index, a broken constraint. The same values fail the same way
+    /// every time, so callers must not retry them as they are: ingress answers 400,
+    /// and a batch that holds them is split so that they fail alone.
+    #[error("the store refused the data: {0}")]
+    Rejected(#[source] sqlx::Error),
     /// The schema could not be created or upgraded.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -48,7 +58,47 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Unavailable(error)
+        if refuses_data(&error) {
+            Self::Rejected(error)
+        } else {
+            Self::Unavailable(error)
+        }
+    }
+}
+
+/// Whether `error` says the statement's values, not the database's state, are at
+/// fault: retrying the same values cannot succeed.
+///
+/// Postgres reports this by SQLSTATE class: `22` (data exception, such as a NUL
+/// character in text or JSON), `23` (integrity constraint violation) and `54` (program
+/// limit exceeded, such as an index row that is too large). SQLite by primary result
+/// code: `SQLITE_TOOBIG`, `SQLITE_CONSTRAINT` and `SQLITE_MISMATCH`. A value that sqlx
+/// cannot encode counts too.
+fn refuses_data(error: &sqlx::Error) -> bool {
+    const SQLITE_TOOBIG: i32 = 18;
+    const SQLITE_CONSTRAINT: i32 = 19;
+    const SQLITE_MISMATCH: i32 = 20;
+    match error {
+        sqlx::Error::Encode(_) => true,
+        sqlx::Error::Database(database) => {
+            let Some(code) = database.code() else {
+                return false;
+            };
+            if database
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                matches!(code.get(..2), Some("22" | "23" | "54"))
+            } else {
+                code.parse::<i32>().is_ok_and(|code| {
+                    matches!(
+                        code & 0xff,
+                        SQLITE_TOOBIG | SQLITE_CONSTRAINT | SQLITE_MISMATCH
+                    )
+                })
+            }
+        }
+        _ => false,
     }
 }
 
@@ -64,8 +114,10 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or upgrades the schema. Safe to call from several processes at once.
     async fn migrate(&self) -> Result<()>;
 
-    /// Round-trips to the database, for `/readyz`.
-    async fn ping(&self) -> Result<()>;
+    /// Commits a one-row write, for `/readyz`: succeeds only when the store can commit,
+    /// which a read-only database, a full disk or a broken connection prevents. The
+    /// caller bounds how long it waits.
+    async fn probe_write(&self) -> Result<()>;
 
     /// Appends events with their deliveries, all in one transaction.
     ///
@@ -96,9 +148,10 @@ pub trait Store: Send + Sync + 'static {
     async fn claim(&self, triggers: &[String], limit: u32, lease: Duration)
     -> Result<Vec<Claimed>>;
 
-    /// Extends the leases of the given (delivery, token) pairs. Returns how many were
-    /// still held; a lost lease is not extended.
-    async fn heartbeat(&self, leases: &[Lease], lease: Duration) -> Result<u64>;
+    /// Extends the leases of the given (delivery, token) pairs to `now + lease`.
+    /// Returns, in input order, whether each was still held; a lost lease is not
+    /// extended.
+    async fn heartbeat(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>>;
 
     /// Records finished attempts and moves their deliveries on, fenced by the lease
     /// token: a result whose token no longer matches a running delivery is refused
@@ -216,6 +269,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue figures for `/metrics`.
     async fn stats(&self) -> Result<QueueStats>;
+}
+
+/// Applies `op` again to parts of a batch of `len` items after the store refused the
+/// batch as a whole ([`StoreError::Rejected`]): to each half, then to each half of a
+/// half it refuses again, and so on, so that the items it refuses end up alone and
+/// only they fail. `op` gets the range of items to apply to. Returns each final part
+/// with what `op` returned for it, in item order. Only a refusal splits a part; any
+/// other error is that part's result, so `op` retries what it wants retried. A batch
+/// of one item is tried once more.
+///
+/// Ingress, sources and the completer commit in batches; this is how one poison value
+/// is kept from failing the others beside it. A batch with one refused item costs
+/// about two statements per halving, `2 × log2(len)` in all.
+pub async fn split_refused<R, F, Fut>(len: usize, mut op: F) -> Vec<(Range<usize>, Result<R>)>
+where
+    F: FnMut(Range<usize>) -> Fut,
+    Fut: Future<Output = Result<R>>,
+{
+    // The later half first, so that popping takes the parts in item order.
+    let halves = |part: Range<usize>| {
+        let middle = part.start + part.len() / 2;
+        [middle..part.end, part.start..middle]
+    };
+    let mut parts = Vec::new();
+    if len > 1 {
+        parts.extend(halves(0..len));
+    } else {
+        parts.push(0..len);
+    }
+    let mut done = Vec::new();
+    while let Some(part) = parts.pop() {
+        match op(part.clone()).await {
+            Err(StoreError::Rejected(_)) if part.len() > 1 => parts.extend(halves(part)),
+            result => done.push((part, result)),
+        }
+    }
+    done
 }
 
 /// Opens the store a URL names: `sqlite://PATH`, `sqlite::memory:` or

@@ -58,6 +58,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         "event cascade by trigger",
         include_str!("../../../migrations/postgres/0008_event_cascade_by_trigger.sql"),
     ),
+    (
+        9,
+        "readiness",
+        include_str!("../../../migrations/postgres/0009_readiness.sql"),
+    ),
 ]);
 
 pub(crate) const SQLITE: Embedded = Embedded(&[
@@ -90,6 +95,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         6,
         "lease on pending",
         include_str!("../../../migrations/sqlite/0006_lease_on_pending.sql"),
+    ),
+    (
+        7,
+        "readiness",
+        include_str!("../../../migrations/sqlite/0007_readiness.sql"),
     ),
 ]);
 

@@ -42,6 +42,24 @@ pub(crate) fn lease_millis(lease: Duration) -> Result<i64> {
         .map_err(|_| StoreError::Invalid(format!("lease of {lease:?} is too long")))
 }
 
+/// For a batch of `len` inputs, which were accepted, given the positions (from 1) the
+/// database returned for them.
+pub(crate) fn positions_accepted(
+    len: usize,
+    positions: impl IntoIterator<Item = i64>,
+) -> Vec<bool> {
+    let mut accepted = vec![false; len];
+    for position in positions {
+        if let Some(slot) = usize::try_from(position - 1)
+            .ok()
+            .and_then(|i| accepted.get_mut(i))
+        {
+            *slot = true;
+        }
+    }
+    accepted
+}
+
 /// The status a delivery moves to when an attempt finishes with `outcome`.
 pub(crate) fn status_after(outcome: AttemptOutcome) -> DeliveryStatus {
     match outcome {

@@ -8,6 +8,8 @@
 
 #[path = "store/inspect.rs"]
 mod inspect;
+#[path = "store/poison.rs"]
+mod poison;
 #[path = "store/queue.rs"]
 mod queue;
 #[path = "store/sources.rs"]
@@ -197,6 +199,8 @@ both_backends!(
     inspect::migrate_is_idempotent,
     sources::positions_commit_with_their_events,
     sources::rejected_inputs_are_kept_once_newest_first,
+    poison::unstorable_texts_are_recorded_safely,
+    poison::keys_too_long_for_an_index_still_dedupe_and_order,
 );
 
 // ---------------------------------------------------------------------------------
@@ -228,6 +232,90 @@ async fn open_rejects_unknown_schemes() {
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("opened a mysql URL"),
     }
+}
+
+/// Appends five events of which the store refuses the middle one, as a batch and then
+/// in parts: the batch fails as `Rejected`, and only the refused event fails in parts.
+async fn a_refused_event_fails_alone(store: Arc<dyn Store>) {
+    let batch: Vec<NewEvent> = (0..5)
+        .map(|n| {
+            let subject = if n == 2 { "poison" } else { "fine" };
+            to(&event("s", "x").with_subject(subject), &["t"])
+        })
+        .collect();
+    let refused = store.append(&batch).await;
+    assert!(
+        matches!(refused, Err(StoreError::Rejected(_))),
+        "{refused:?}"
+    );
+    let parts =
+        switchyard_store::split_refused(batch.len(), |part| store.append(&batch[part])).await;
+    let mut created = 0;
+    for (part, result) in &parts {
+        match result {
+            Ok(appended) => created += appended.len(),
+            Err(StoreError::Rejected(_)) => assert_eq!(*part, 2..3, "only the poison is refused"),
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(created, 4);
+    assert_eq!(claim(&store, &["t"], 10).await.len(), 4);
+}
+
+#[tokio::test]
+async fn sqlite_refusals_are_rejected_and_split_off() {
+    let path = std::env::temp_dir().join(format!(
+        "switchyard-store-test-{}.db",
+        Uuid::new_v4().simple()
+    ));
+    let url = format!("sqlite://{}", path.display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut conn = <sqlx::SqliteConnection as Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.subject = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poison'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    a_refused_event_fails_alone(Arc::new(store)).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        // The file may already be gone.
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[tokio::test]
+async fn postgres_refusals_are_rejected_and_split_off() {
+    with_pg_db(|db| async move {
+        let store = db.open().await;
+        store.migrate().await.unwrap();
+        // Postgres refuses NUL in text on its own: no fault needs injecting.
+        let nul = event("s", "x").with_subject("a\0b");
+        let refused = store.append(&[to(&nul, &["t"])]).await;
+        assert!(matches!(refused, Err(StoreError::Rejected(_))), "{refused:?}");
+        let mut conn = PgConnection::connect(&db.url).await.unwrap();
+        let install = String::from(
+            "CREATE FUNCTION switchyard.poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.subject = 'poison' THEN RAISE EXCEPTION 'poison' USING ERRCODE = '22000'; END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER poison BEFORE INSERT ON switchyard.events
+                 FOR EACH ROW EXECUTE FUNCTION switchyard.poison();",
+        );
+        sqlx::Executor::execute(&mut conn, install.as_str())
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        a_refused_event_fails_alone(store).await;
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -450,7 +538,10 @@ async fn postgres_queue_statements_plan_on_indexes_when_statistics_are_stale() {
         let claimed = store.claim(&names(&["t"]), 256, LEASE).await.unwrap();
         assert_eq!(claimed.len(), 256);
         let leases: Vec<_> = claimed.iter().map(|c| c.lease).collect();
-        assert_eq!(store.heartbeat(&leases, LEASE).await.unwrap(), 256);
+        assert_eq!(
+            store.heartbeat(&leases, LEASE).await.unwrap(),
+            vec![true; 256]
+        );
         let results: Vec<Finished> = claimed
             .iter()
             .map(|c| finished(c, AttemptOutcome::Succeeded, None, None))

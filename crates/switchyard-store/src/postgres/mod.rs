@@ -26,6 +26,7 @@ use uuid::Uuid;
 use self::columns::EventColumns;
 use crate::migrations;
 use crate::rows::{self, LEASE_EXPIRED};
+use crate::storable;
 use crate::{
     Appended, Claimed, DeadLetter, DeadQuery, DeliveryDetail, EventDetail, EventQuery,
     EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats, RejectedInput, Result, Store,
@@ -121,14 +122,17 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn ping(&self) -> Result<()> {
-        sqlx::query(sql::PING).execute(&self.pool).await?;
+    /// One statement, committed on its own with the server's usual durability.
+    async fn probe_write(&self) -> Result<()> {
+        sqlx::query(sql::PROBE_WRITE).execute(&self.pool).await?;
         Ok(())
     }
 
     /// Three statements whatever the batch size: insert the events that are new, look
     /// up the originals of the duplicates, insert the new events' deliveries.
     async fn append(&self, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+        let batch = storable::events(batch);
+        let batch = &*batch;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -144,6 +148,8 @@ impl Store for PostgresStore {
         batch: &[NewEvent],
         lease: Duration,
     ) -> Result<(Vec<Appended>, Vec<Claimed>)> {
+        let batch = storable::events(batch);
+        let batch = &*batch;
         if batch.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -186,18 +192,18 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn heartbeat(&self, leases: &[Lease], lease: Duration) -> Result<u64> {
+    async fn heartbeat(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>> {
         if leases.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let (ids, tokens) = lease_arrays(leases);
-        let done = sqlx::query(sql::HEARTBEAT)
+        let held: Vec<i64> = sqlx::query_scalar(sql::HEARTBEAT)
             .bind(ids)
             .bind(tokens)
             .bind(rows::lease_millis(lease)?)
-            .execute(&self.leases)
+            .fetch_all(&self.leases)
             .await?;
-        Ok(done.rows_affected())
+        Ok(rows::positions_accepted(leases.len(), held))
     }
 
     /// One statement updates every delivery whose lease is still held, records those
@@ -205,6 +211,8 @@ impl Store for PostgresStore {
     /// and signals other processes when a delivery became pending again or finished
     /// one of an ordering key (which may unblock the key's next delivery).
     async fn finish(&self, results: &[Finished]) -> Result<Vec<bool>> {
+        let results = storable::results(results);
+        let results = &*results;
         if results.is_empty() {
             return Ok(Vec::new());
         }
@@ -240,15 +248,7 @@ impl Store for PostgresStore {
             .bind(outcomes)
             .fetch_all(&self.results)
             .await?;
-        let mut accepted = vec![false; results.len()];
-        for position in positions.into_iter().flatten() {
-            if let Some(slot) = usize::try_from(position - 1)
-                .ok()
-                .and_then(|i| accepted.get_mut(i))
-            {
-                *slot = true;
-            }
-        }
+        let accepted = rows::positions_accepted(results.len(), positions.into_iter().flatten());
 
         for (result, &ok) in results.iter().zip(&accepted) {
             if !ok {
@@ -350,6 +350,8 @@ impl Store for PostgresStore {
         deliveries: &[NewDelivery],
         replay_of: Option<i64>,
     ) -> Result<Vec<i64>> {
+        let deliveries = storable::deliveries(deliveries);
+        let deliveries = &*deliveries;
         if deliveries.is_empty() {
             return Ok(Vec::new());
         }
@@ -509,7 +511,7 @@ impl Store for PostgresStore {
                 .await?;
         }
         let appended = match fire {
-            Some(fire) => append_in(&mut tx, std::slice::from_ref(fire), None)
+            Some(fire) => append_in(&mut tx, &storable::events(std::slice::from_ref(fire)), None)
                 .await?
                 .0
                 .pop(),
@@ -545,6 +547,8 @@ impl Store for PostgresStore {
         batch: &[NewEvent],
         position: &serde_json::Value,
     ) -> Result<Vec<Appended>> {
+        let batch = storable::events(batch);
+        let batch = &*batch;
         let mut tx = self.pool.begin().await?;
         let (results, _) = append_in(&mut tx, batch, None).await?;
         sqlx::query(sql::SAVE_POSITION)
@@ -563,11 +567,14 @@ impl Store for PostgresStore {
         reason: &str,
         body: &str,
     ) -> Result<bool> {
+        let input_id = storable::indexed_key(input_id);
+        let reason = storable::text(reason, storable::MAX_ERROR);
+        let body = storable::text(body, storable::MAX_REJECTED_BODY);
         let done = sqlx::query(sql::REJECT_INPUT)
             .bind(source)
-            .bind(input_id)
-            .bind(reason)
-            .bind(body)
+            .bind(&*input_id)
+            .bind(&*reason)
+            .bind(&*body)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)

@@ -22,7 +22,10 @@ pub(super) const CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS switchyard";
 /// For the migration connection only, so sqlx's `_sqlx_migrations` lands in our schema.
 pub(super) const USE_SCHEMA: &str = "SET search_path TO switchyard";
 
-pub(super) const PING: &str = "SELECT 1";
+/// Rewrites the one row of `readiness`.
+pub(super) const PROBE_WRITE: &str = "
+    INSERT INTO switchyard.readiness (id, checked_at) VALUES (1, now())
+    ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
 
 /// The columns of `switchyard.events` aliased `e`, as `columns::event` reads them.
 macro_rules! event_columns {
@@ -159,12 +162,14 @@ pub(super) const CLAIM: &str = concat!(
     ORDER BY u.run_at, u.id"
 );
 
-/// Fenced by the lease token alone, like [`FINISH`].
+/// Fenced by the lease token alone, like [`FINISH`]. Returns the input positions
+/// (from 1) of the leases still held.
 pub(super) const HEARTBEAT: &str = "
     UPDATE switchyard.deliveries d
     SET lease_expires_at = now() + $3 * interval '1 millisecond'
-    FROM UNNEST($1::bigint[], $2::uuid[]) AS l(id, token)
-    WHERE d.id = l.id AND d.lease_token = l.token";
+    FROM UNNEST($1::bigint[], $2::uuid[]) WITH ORDINALITY AS l(id, token, position)
+    WHERE d.id = l.id AND d.lease_token = l.token
+    RETURNING l.position";
 
 /// Moves every delivery whose lease is still held and records those attempts, in one
 /// statement, so that outside a transaction it is one round trip and one commit. An

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 use switchyard_core::Event;
 use switchyard_core::config::redact_url;
 use tokio::sync::{Mutex, MutexGuard};
@@ -35,6 +35,7 @@ use self::columns::{
 };
 use crate::migrations;
 use crate::rows::{self, LEASE_EXPIRED};
+use crate::storable;
 use crate::{
     Appended, AttemptOutcome, Claimed, DeadLetter, DeadQuery, DeliveryDetail, DeliveryStatus,
     EventDetail, EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats,
@@ -93,6 +94,21 @@ impl DerefMut for Write<'_> {
     }
 }
 
+/// Options for a pool of file connections that replaces a connection left inside a
+/// transaction instead of handing it out again.
+///
+/// When a `COMMIT` fails because the disk is full, SQLite rolls the transaction back
+/// itself; the `ROLLBACK` that follows then fails, and the connection still counts as
+/// inside a transaction, so every later `BEGIN` on it would fail too, long after space
+/// was freed. Checking at acquire time (after the pool's own test on release has let
+/// any queued rollback run) closes such a connection and opens a fresh one, so the
+/// store heals without a restart.
+fn healing_pool() -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .acquire_timeout(WAIT)
+        .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+}
+
 impl SqliteStore {
     /// Opens, creating it if missing, the database `url` names: `sqlite://PATH`,
     /// `sqlite:PATH` or `sqlite::memory:`.
@@ -128,14 +144,12 @@ impl SqliteStore {
                 gate: Mutex::new(()),
             });
         }
-        let pool = SqlitePoolOptions::new()
+        let pool = healing_pool()
             .max_connections(4)
-            .acquire_timeout(WAIT)
             .connect_with(options.clone())
             .await?;
-        let leases = SqlitePoolOptions::new()
+        let leases = healing_pool()
             .max_connections(1)
-            .acquire_timeout(WAIT)
             .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
         Ok(Self {
             pool,
@@ -178,12 +192,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn ping(&self) -> Result<()> {
-        sqlx::query(sql::PING).execute(&self.pool).await?;
-        Ok(())
+    /// Goes through the write gate and a write transaction like every other write,
+    /// so it fails when they would.
+    async fn probe_write(&self) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(sql::PROBE_WRITE)
+            .bind(timestamp(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
     }
 
     async fn append(&self, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+        let batch = storable::events(batch);
+        let batch = &*batch;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -198,6 +220,8 @@ impl Store for SqliteStore {
         batch: &[NewEvent],
         lease: Duration,
     ) -> Result<(Vec<Appended>, Vec<Claimed>)> {
+        let batch = storable::events(batch);
+        let batch = &*batch;
         if batch.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -273,24 +297,25 @@ impl Store for SqliteStore {
         Ok(out.into_iter().map(|(_, claim)| claim).collect())
     }
 
-    async fn heartbeat(&self, leases: &[Lease], lease: Duration) -> Result<u64> {
+    async fn heartbeat(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>> {
         if leases.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let expires = timestamp(lease_end(Utc::now(), lease)?);
         let mut tx = self.write_on(&self.leases).await?;
-        let mut extended = 0;
-        for held in leases {
-            extended += sqlx::query(sql::HEARTBEAT)
+        let mut held = Vec::with_capacity(leases.len());
+        for lease in leases {
+            let extended = sqlx::query(sql::HEARTBEAT)
                 .bind(&expires)
-                .bind(held.delivery_id)
-                .bind(uuid_text(held.token))
+                .bind(lease.delivery_id)
+                .bind(uuid_text(lease.token))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            held.push(extended == 1);
         }
         tx.commit().await?;
-        Ok(extended)
+        Ok(held)
     }
 
     /// At most three statements whatever the batch size, with the results passed as
@@ -298,6 +323,8 @@ impl Store for SqliteStore {
     /// (when there are any), then move those deliveries, writing each final attempt
     /// on its delivery's row.
     async fn finish(&self, results: &[Finished]) -> Result<Vec<bool>> {
+        let results = storable::results(results);
+        let results = &*results;
         if results.is_empty() {
             return Ok(Vec::new());
         }
@@ -432,6 +459,8 @@ impl Store for SqliteStore {
         deliveries: &[NewDelivery],
         replay_of: Option<i64>,
     ) -> Result<Vec<i64>> {
+        let deliveries = storable::deliveries(deliveries);
+        let deliveries = &*deliveries;
         if deliveries.is_empty() {
             return Ok(Vec::new());
         }
@@ -591,7 +620,7 @@ impl Store for SqliteStore {
                 .await?;
         }
         let appended = match fire {
-            Some(fire) => append_in(&mut tx, std::slice::from_ref(fire), None)
+            Some(fire) => append_in(&mut tx, &storable::events(std::slice::from_ref(fire)), None)
                 .await?
                 .0
                 .pop(),
@@ -636,6 +665,8 @@ impl Store for SqliteStore {
         batch: &[NewEvent],
         position: &serde_json::Value,
     ) -> Result<Vec<Appended>> {
+        let batch = storable::events(batch);
+        let batch = &*batch;
         let mut tx = self.write().await?;
         let (results, _) = append_in(&mut tx, batch, None).await?;
         sqlx::query(sql::SAVE_POSITION)
@@ -655,12 +686,15 @@ impl Store for SqliteStore {
         reason: &str,
         body: &str,
     ) -> Result<bool> {
+        let input_id = storable::indexed_key(input_id);
+        let reason = storable::text(reason, storable::MAX_ERROR);
+        let body = storable::text(body, storable::MAX_REJECTED_BODY);
         let _gate = self.gate().await?;
         let done = sqlx::query(sql::REJECT_INPUT)
             .bind(source)
-            .bind(input_id)
-            .bind(reason)
-            .bind(body)
+            .bind(&*input_id)
+            .bind(&*reason)
+            .bind(&*body)
             .bind(timestamp(Utc::now()))
             .execute(&self.pool)
             .await?;

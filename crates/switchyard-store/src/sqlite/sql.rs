@@ -6,7 +6,10 @@
 /// (which fails with `SQLITE_BUSY` instead of waiting).
 pub(super) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
-pub(super) const PING: &str = "SELECT 1";
+/// `?1` now. Rewrites the one row of `readiness`.
+pub(super) const PROBE_WRITE: &str = "
+    INSERT INTO readiness (id, checked_at) VALUES (1, ?1)
+    ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
 
 /// The columns of `events` aliased `e`, as `columns::event` reads them.
 macro_rules! event_columns {
