@@ -8,6 +8,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -50,6 +51,34 @@ pub async fn with_deadline(
                 "timed out after {}",
                 switchyard_core::HumanDuration(timeout)
             )))
+        }
+    }
+}
+
+/// How long a handler may still run once its lease is lost and its token has fired.
+const LOST_LEASE_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs the attempt until the delivery's lease is `lost`. Then the handler's
+/// `cancellation` token fires, the handler gets [`LOST_LEASE_GRACE`] to return, and
+/// after that it is dropped and the attempt fails as retryable. Whatever it comes to,
+/// the store records it only if this process still holds the lease.
+pub async fn until_lease_lost(
+    attempt: impl Future<Output = Result<(), HandlerError>>,
+    lost: &CancellationToken,
+    cancellation: &CancellationToken,
+) -> Result<(), HandlerError> {
+    let mut attempt = pin!(attempt);
+    tokio::select! {
+        biased;
+        result = &mut attempt => result,
+        () = lost.cancelled() => {
+            cancellation.cancel();
+            match tokio::time::timeout(LOST_LEASE_GRACE, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(HandlerError::retryable(
+                    "stopped: the delivery's lease was lost, so another process may be running it",
+                )),
+            }
         }
     }
 }
@@ -150,6 +179,34 @@ mod tests {
         let result = with_deadline(slow, Instant::now() + timeout, timeout, &token).await;
         assert_eq!(result.unwrap_err().to_string(), "timed out after 5s");
         assert!(token.is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_cancels_the_handler_and_then_stops_it() {
+        let (lost, cancellation) = (CancellationToken::new(), CancellationToken::new());
+        let watching = {
+            let cancellation = cancellation.clone();
+            async move {
+                cancellation.cancelled().await;
+                Err(HandlerError::retryable("saw the cancellation"))
+            }
+        };
+        lost.cancel();
+        let result = until_lease_lost(watching, &lost, &cancellation).await;
+        assert_eq!(result.unwrap_err().to_string(), "saw the cancellation");
+
+        let (lost, cancellation) = (CancellationToken::new(), CancellationToken::new());
+        let deaf = async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        };
+        lost.cancel();
+        let result = until_lease_lost(deaf, &lost, &cancellation).await;
+        assert!(cancellation.is_cancelled());
+        assert!(
+            result.unwrap_err().to_string().contains("lease was lost"),
+            "a handler that ignores its token is stopped after the grace"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use switchyard_store::{Claimed, Lease, NewDelivery, NewEvent};
+use tokio::time::Instant;
 
 use super::slots::{Held, Running};
 use super::{Dispatcher, Starting};
@@ -55,10 +56,12 @@ impl Reservation {
     }
 }
 
-/// Claimed deliveries on their way to the run loop, with their slots.
+/// Claimed deliveries on their way to the run loop, with their slots, and when the
+/// append that claimed them was sent (their leases count from then).
 pub(super) struct Handed {
     pub claimed: Vec<Claimed>,
     pub slots: Reservation,
+    pub sent: Instant,
 }
 
 impl Dispatcher {
@@ -106,15 +109,16 @@ impl Dispatcher {
         reservation
     }
 
-    /// Starts the deliveries an append claimed under `reservation`. If the run loop
-    /// has stopped meanwhile, gives them back to the queue.
-    pub async fn hand_off(&self, claimed: Vec<Claimed>, reservation: Reservation) {
+    /// Starts the deliveries an append sent at `sent` claimed under `reservation`. If
+    /// the run loop has stopped meanwhile, gives them back to the queue.
+    pub async fn hand_off(&self, claimed: Vec<Claimed>, reservation: Reservation, sent: Instant) {
         if claimed.is_empty() {
             return;
         }
         let handed = Handed {
             claimed,
             slots: reservation,
+            sent,
         };
         if let Err(refused) = self.handoffs.send(handed) {
             let leases: Vec<Lease> = refused.0.claimed.iter().map(|c| c.lease).collect();

@@ -5,7 +5,8 @@
 //! deliveries it may hold, running or waiting for a slot). Each claimed delivery
 //! runs on its own task, once a slot of its trigger and one of the process are free.
 //! Beside the loop:
-//! - a heartbeat task extends the leases of everything in flight;
+//! - a heartbeat task extends the leases of everything in flight, and stops the
+//!   deliveries whose lease was lost (see [`leases`]);
 //! - a reclaim task returns deliveries whose holder died (expired leases) to the queue;
 //! - a completer task records results in batched, fenced transactions.
 //!
@@ -17,9 +18,10 @@
 mod attempt;
 mod completer;
 mod handoff;
+mod leases;
 mod slots;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +42,7 @@ use tracing::Instrument;
 pub use attempt::Verdict;
 use completer::Completer;
 use handoff::Handed;
+use leases::InFlight;
 pub use slots::Slots;
 use slots::{Held, Hold, Running};
 
@@ -54,11 +57,12 @@ const CLAIM_BATCH: usize = 256;
 /// round trip, so handler slots do not sit idle while the store answers.
 const CLAIMS_IN_FLIGHT: usize = 2;
 
-/// A claim in flight: the process's hold slots it took and how many deliveries it
-/// asked for.
+/// A claim in flight: the process's hold slots it took, how many deliveries it asked
+/// for, and when it was sent (its leases count from then).
 struct Claim {
     permits: Vec<Hold>,
     wanted: usize,
+    sent: Instant,
 }
 
 /// A delivery on its way to its task, with its hold slots, and its run slots if it
@@ -67,43 +71,20 @@ type Starting = (Claimed, Held, Option<Running>);
 
 type ClaimFuture = Pin<Box<dyn Future<Output = (Claim, Result<Vec<Claimed>, StoreError>)> + Send>>;
 
+/// How a delivery is stopped before its handler returns.
+struct Stop {
+    /// Fires when its lease is lost (see [`leases`]).
+    lost: CancellationToken,
+    /// The handler's cancellation token: fired at the deadline, when shutdown's grace
+    /// runs out, and when the lease is lost.
+    cancel: CancellationToken,
+}
+
 /// Sleeps until `until`; never returns when there is none.
 async fn sleep_until(until: Option<Instant>) {
     match until {
         Some(until) => tokio::time::sleep_until(until).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The leases this process holds: heartbeats extend them, and shutdown releases those
-/// whose results were not recorded. Shared with the completer, which removes a lease
-/// once its result is recorded.
-#[derive(Clone, Default)]
-struct InFlight(Arc<Mutex<HashSet<Lease>>>);
-
-impl InFlight {
-    fn insert(&self, leases: impl IntoIterator<Item = Lease>) {
-        self.0.lock().expect("in-flight lock").extend(leases);
-    }
-
-    fn remove(&self, leases: impl IntoIterator<Item = Lease>) {
-        let mut held = self.0.lock().expect("in-flight lock");
-        for lease in leases {
-            held.remove(&lease);
-        }
-    }
-
-    fn snapshot(&self) -> Vec<Lease> {
-        self.0
-            .lock()
-            .expect("in-flight lock")
-            .iter()
-            .copied()
-            .collect()
-    }
-
-    fn take(&self) -> Vec<Lease> {
-        self.0.lock().expect("in-flight lock").drain().collect()
     }
 }
 
@@ -238,28 +219,30 @@ impl Dispatcher {
         let handlers_cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
         // Deliveries handed off by ingress come with their run slots; claimed ones wait
-        // for them in `deliver`.
-        let spawn = |tasks: &mut JoinSet<()>, deliveries: Vec<Starting>, via: ClaimedVia| {
-            let mut per_trigger: HashMap<&str, u64> = HashMap::new();
-            for (delivery, ..) in &deliveries {
-                *per_trigger.entry(delivery.trigger.as_str()).or_default() += 1;
-            }
-            for (trigger, count) in per_trigger {
-                self.triggers[trigger].metrics.claimed(via, count);
-            }
-            self.in_flight
-                .insert(deliveries.iter().map(|(delivery, ..)| delivery.lease));
-            for (delivery, held, running) in deliveries {
-                let this = self.clone();
-                let completer = completer.clone();
-                let shutdown = shutdown.clone();
-                let cancel = handlers_cancel.child_token();
-                tasks.spawn(async move {
-                    this.deliver(delivery, held, running, completer, shutdown, cancel)
-                        .await
-                });
-            }
-        };
+        // for them in `deliver`. Their leases were taken by a statement sent at `sent`.
+        let spawn =
+            |tasks: &mut JoinSet<()>, deliveries: Vec<Starting>, via: ClaimedVia, sent: Instant| {
+                let mut per_trigger: HashMap<&str, u64> = HashMap::new();
+                for (delivery, ..) in &deliveries {
+                    *per_trigger.entry(delivery.trigger.as_str()).or_default() += 1;
+                }
+                for (trigger, count) in per_trigger {
+                    self.triggers[trigger].metrics.claimed(via, count);
+                }
+                for (delivery, held, running) in deliveries {
+                    let this = self.clone();
+                    let completer = completer.clone();
+                    let shutdown = shutdown.clone();
+                    let stop = Stop {
+                        lost: self.in_flight.track(delivery.lease, sent + self.lease()),
+                        cancel: handlers_cancel.child_token(),
+                    };
+                    tasks.spawn(async move {
+                        this.deliver(delivery, held, running, completer, shutdown, stop)
+                            .await
+                    });
+                }
+            };
 
         let mut claims: FuturesUnordered<ClaimFuture> = FuturesUnordered::new();
         // Slots that claims in flight may fill.
@@ -273,7 +256,12 @@ impl Dispatcher {
             while tasks.try_join_next().is_some() {}
             if drained && claims.is_empty() {
                 self.idle(&self.open_triggers(), &shutdown, &mut handed, |h| {
-                    spawn(&mut tasks, h.slots.assign(h.claimed), ClaimedVia::Append);
+                    spawn(
+                        &mut tasks,
+                        h.slots.assign(h.claimed),
+                        ClaimedVia::Append,
+                        h.sent,
+                    );
                 })
                 .await;
                 drained = false;
@@ -297,7 +285,7 @@ impl Dispatcher {
                         Ok(claimed) => {
                             failures = 0;
                             drained = claimed.len() < claim.wanted;
-                            spawn(&mut tasks, self.hold(claimed, claim.permits), ClaimedVia::Queue);
+                            spawn(&mut tasks, self.hold(claimed, claim.permits), ClaimedVia::Queue, claim.sent);
                         }
                         Err(error) => {
                             failures += 1;
@@ -307,8 +295,8 @@ impl Dispatcher {
                         }
                     }
                 }
-                Some(Handed { claimed, slots }) = handed.recv() => {
-                    spawn(&mut tasks, slots.assign(claimed), ClaimedVia::Append);
+                Some(Handed { claimed, slots, sent }) = handed.recv() => {
+                    spawn(&mut tasks, slots.assign(claimed), ClaimedVia::Append, sent);
                 }
                 () = sleep_until(paused_until), if paused_until.is_some() => paused_until = None,
                 (open, permits) = self.gather(least, reserved), if may_claim => {
@@ -318,8 +306,9 @@ impl Dispatcher {
                     let lease = self.lease();
                     claims.push(Box::pin(async move {
                         let limit = u32::try_from(wanted).unwrap_or(u32::MAX);
+                        let sent = Instant::now();
                         let result = store.claim(&open, limit, lease).await;
-                        (Claim { permits, wanted }, result)
+                        (Claim { permits, wanted, sent }, result)
                     }));
                 }
             }
@@ -328,14 +317,15 @@ impl Dispatcher {
         // those back with the rest. Handoffs that come later are released by ingress.
         self.accepting.store(false, Ordering::Release);
         handed.close();
-        while let Some(Handed { claimed, .. }) = handed.recv().await {
-            self.in_flight
-                .insert(claimed.iter().map(|delivery| delivery.lease));
+        while let Some(Handed { claimed, sent, .. }) = handed.recv().await {
+            for delivery in claimed {
+                self.in_flight.track(delivery.lease, sent + self.lease());
+            }
         }
-        while let Some((_, result)) = claims.next().await {
-            if let Ok(claimed) = result {
+        while let Some((claim, result)) = claims.next().await {
+            for delivery in result.into_iter().flatten() {
                 self.in_flight
-                    .insert(claimed.iter().map(|delivery| delivery.lease));
+                    .track(delivery.lease, claim.sent + self.lease());
             }
         }
 
@@ -464,6 +454,10 @@ impl Dispatcher {
         starting
     }
 
+    /// Runs one delivery this process holds: waits for its run slots, starts it only
+    /// while its lease is held for [`Dispatcher::start_margin`] more, and hands the
+    /// result to the completer. Gives the delivery back unstarted when shutdown comes
+    /// or its lease is lost first.
     async fn deliver(
         self: Arc<Self>,
         claimed: Claimed,
@@ -471,7 +465,7 @@ impl Dispatcher {
         running: Option<Running>,
         completer: Completer,
         shutdown: CancellationToken,
-        cancel: CancellationToken,
+        stop: Stop,
     ) {
         let lease = claimed.lease;
         let trigger = self.triggers[&claimed.trigger].clone();
@@ -479,16 +473,19 @@ impl Dispatcher {
             Some(running) => running,
             None => tokio::select! {
                 running = Running::take(&trigger.slots, &self.slots) => running,
-                () = shutdown.cancelled() => {
-                    self.in_flight.remove([lease]);
-                    if let Err(error) = self.store.release(&[lease]).await {
-                        tracing::warn!(%error, delivery = lease.delivery_id, "could not release; its lease will expire");
-                    }
-                    return;
-                }
+                () = shutdown.cancelled() => return self.give_back(lease).await,
+                () = stop.lost.cancelled() => return self.give_back(lease).await,
             },
         };
-        let finished = self.execute(&trigger, claimed, cancel).await;
+        if !self.in_flight.holds_for(&lease, self.start_margin()) {
+            tracing::warn!(
+                trigger = %trigger.name,
+                delivery = lease.delivery_id,
+                "not starting a delivery whose lease may have run out (this process was paused, or could not renew it); it is given back to run again"
+            );
+            return self.give_back(lease).await;
+        }
+        let finished = self.execute(&trigger, claimed, &stop).await;
         // The handler is done, so its slots go to the next claim while the result
         // commits; the lease stays in flight (and heartbeated) until the completer has
         // recorded it. While the completer's queue is full the slots are kept, which
@@ -496,18 +493,30 @@ impl Dispatcher {
         // A retried delivery is pending again, and an ordered one may let the next of its
         // key run: the loop (perhaps idle) looks for work once the result is recorded.
         let wakes = trigger.ordered || finished.outcome == AttemptOutcome::Retry;
+        self.in_flight.finishing(&lease);
         completer.submit(finished, wakes).await;
         drop((running, held));
     }
 
+    /// How long a lease must still be held for its delivery to start. Heartbeats renew
+    /// leases every third of their length, so a live one always has more.
+    fn start_margin(&self) -> Duration {
+        self.lease() / 4
+    }
+
+    /// Gives a held delivery back without running it: stops tracking its lease and
+    /// releases it. The release is fenced by the token, so a lease another process
+    /// has taken over is left alone.
+    async fn give_back(&self, lease: Lease) {
+        self.in_flight.remove([lease]);
+        if let Err(error) = self.store.release(&[lease]).await {
+            tracing::warn!(%error, delivery = lease.delivery_id, "could not give a delivery back; it runs again once its lease expires");
+        }
+    }
+
     /// Runs one attempt of a claimed delivery and decides what follows. The event
     /// moves into the handler.
-    async fn execute(
-        &self,
-        trigger: &TriggerRuntime,
-        claimed: Claimed,
-        cancel: CancellationToken,
-    ) -> Finished {
+    async fn execute(&self, trigger: &TriggerRuntime, claimed: Claimed, stop: &Stop) -> Finished {
         let span = tracing::info_span!(
             "delivery",
             trigger = %trigger.name,
@@ -524,7 +533,7 @@ impl Dispatcher {
             delivery_id: claimed.lease.delivery_id,
             attempt: claimed.attempt,
             deadline,
-            cancellation: cancel.clone(),
+            cancellation: stop.cancel.clone(),
             span: span.clone(),
             resources: self.resources.clone(),
         };
@@ -537,14 +546,15 @@ impl Dispatcher {
             )))
         } else {
             let call = trigger.handler.handle(ctx, claimed.event);
-            attempt::with_deadline(
+            let bounded = attempt::with_deadline(
                 attempt::catch_panic(call),
                 deadline,
                 trigger.timeout,
-                &cancel,
-            )
-            .instrument(span.clone())
-            .await
+                &stop.cancel,
+            );
+            attempt::until_lease_lost(bounded, &stop.lost, &stop.cancel)
+                .instrument(span.clone())
+                .await
         };
         let elapsed = started.elapsed();
         let verdict = attempt::decide(
@@ -588,9 +598,11 @@ impl Dispatcher {
             return Ok(None);
         };
         let trigger = self.triggers[&claimed.trigger].clone();
-        let finished = self
-            .execute(&trigger, claimed.clone(), CancellationToken::new())
-            .await;
+        let stop = Stop {
+            lost: CancellationToken::new(),
+            cancel: CancellationToken::new(),
+        };
+        let finished = self.execute(&trigger, claimed.clone(), &stop).await;
         let verdict = Verdict {
             outcome: finished.outcome,
             retry_at: finished.retry_at,
@@ -635,6 +647,9 @@ impl Dispatcher {
             .collect()
     }
 
+    /// Renews every held lease each third of the lease length, and stops the
+    /// deliveries whose lease is lost: taken over by another process, or run out
+    /// before it could be renewed (this process was paused, or the store unreachable).
     async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
         let every = self.lease() / 3;
         loop {
@@ -642,19 +657,28 @@ impl Dispatcher {
                 () = tokio::time::sleep(every) => {}
                 () = stop.cancelled() => return,
             }
-            let leases = self.in_flight.snapshot();
+            let sent = Instant::now();
+            let (leases, expired) = self.in_flight.due(sent);
+            if expired.expired > 0 {
+                tracing::warn!(
+                    lost = expired.expired,
+                    "leases ran out before they could be renewed (this process was paused, or could not reach the store); their deliveries stop here and run again"
+                );
+            }
             if leases.is_empty() {
                 continue;
             }
             match self.store.heartbeat(&leases, self.lease()).await {
-                Ok(held) if held < leases.len() as u64 => {
-                    tracing::warn!(
-                        held,
-                        in_flight = leases.len(),
-                        "some leases were lost; their results will be refused"
-                    );
+                Ok(held) => {
+                    let lost = self.in_flight.renewed(&leases, &held, sent + self.lease());
+                    if lost.taken > 0 {
+                        tracing::warn!(
+                            lost = lost.taken,
+                            held = leases.len() - lost.taken,
+                            "some leases were taken over by another process; their deliveries stop here"
+                        );
+                    }
                 }
-                Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "heartbeat failed"),
             }
         }
