@@ -9,6 +9,7 @@ pub mod cron;
 pub mod http;
 pub mod s3;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,17 +60,35 @@ pub async fn retry<T, F, Fut>(
     shutdown: &CancellationToken,
     source: &str,
     what: &str,
-    mut call: F,
+    call: F,
 ) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    retry_while(shutdown, source, what, call, |_| true)
+        .await
+        .map(|result| result.expect("every error is retried"))
+}
+
+/// Retries a store call with backoff while it fails with an error `retryable` accepts;
+/// returns its success or the first error it does not accept, or `None` once
+/// `shutdown` fires.
+async fn retry_while<T, F, Fut>(
+    shutdown: &CancellationToken,
+    source: &str,
+    what: &str,
+    mut call: F,
+    retryable: impl Fn(&StoreError) -> bool,
+) -> Option<Result<T, StoreError>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
 {
     let mut pause = Duration::from_millis(100);
     loop {
         match call().await {
-            Ok(value) => return Some(value),
-            Err(error) => {
+            Err(error) if retryable(&error) => {
                 tracing::warn!(%source, %error, retry_in = ?pause, "could not {what}");
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
@@ -77,7 +96,71 @@ where
                 }
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
+            result => return Some(result),
         }
+    }
+}
+
+/// Whether a store error may pass: anything but a refusal of the values themselves.
+fn may_pass(error: &StoreError) -> bool {
+    !matches!(error, StoreError::Rejected(_))
+}
+
+/// An event of a batch that the store refused to hold, with the store's reason.
+pub struct Refused {
+    /// Its position in the batch.
+    pub index: usize,
+    pub reason: String,
+}
+
+impl SourceDeps {
+    /// Commits `batch` with `commit` (an append of the whole batch, perhaps with the
+    /// source's position), retrying while the store is unavailable; `None` once
+    /// `shutdown` fires. If the store refuses some events' values, those never block
+    /// the source: the rest commit in parts with plain appends (see
+    /// [`switchyard_store::split_refused`]), and the refused ones are returned for the
+    /// source to quarantine. Counts and wakes like [`committed`](Self::committed).
+    pub async fn commit<F, Fut>(
+        &self,
+        source: &str,
+        batch: &[NewEvent],
+        shutdown: &CancellationToken,
+        commit: F,
+    ) -> Option<Vec<Refused>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Vec<Appended>, StoreError>>,
+    {
+        let error = match retry_while(shutdown, source, "commit events", commit, may_pass).await? {
+            Ok(results) => {
+                self.committed(source, batch, &results);
+                return Some(Vec::new());
+            }
+            Err(error) => error,
+        };
+        tracing::warn!(%source, %error, events = batch.len(), "the store refused a batch; committing it in parts to find the events at fault");
+        let mut refused = Vec::new();
+        let parts = switchyard_store::split_refused(batch.len(), |part| async move {
+            let append = || self.store.append(&batch[part.clone()]);
+            retry_while(shutdown, source, "commit events", append, may_pass)
+                .await
+                .unwrap_or_else(|| Err(StoreError::Invalid("shutting down".to_owned())))
+        })
+        .await;
+        if shutdown.is_cancelled() {
+            // What was not committed comes back when the source reads its input again.
+            return None;
+        }
+        for (part, result) in parts {
+            match result {
+                Ok(results) => self.committed(source, &batch[part], &results),
+                Err(error) => refused.extend(part.map(|index| Refused {
+                    index,
+                    reason: format!("the event log refused the event: {error}"),
+                })),
+            }
+        }
+        Some(refused)
     }
 }
 

@@ -86,6 +86,16 @@ fn structured(source: &HttpSourceRuntime, body: &[u8]) -> Result<Event, Rejectio
     let traceparent = take("traceparent")?;
     let data_base64 = take("data_base64")?;
     let data = attrs.remove("data");
+    if data.is_some() && data_base64.is_some() {
+        return Err(Rejection::bad_request(
+            "a CloudEvent carries either \"data\" or \"data_base64\", not both",
+        ));
+    }
+    if let Some(encoded) = &data_base64 {
+        BASE64.decode(encoded).map_err(|error| {
+            Rejection::bad_request(format!("\"data_base64\" is not valid base64: {error}"))
+        })?;
+    }
     let mut event = envelope(source, specversion, id, ce_source, ty)?;
     event.subject = subject;
     event.time = parse_time(time)?.unwrap_or(event.time);
@@ -216,8 +226,9 @@ enum Body {
     Base64(String),
 }
 
-/// JSON media types must parse; text becomes a string; anything else that is UTF-8
-/// becomes a string too, and the rest base64.
+/// JSON media types must parse; any other body that is UTF-8 text without NUL
+/// characters becomes a string, and the rest (binary, or text holding NUL, which the
+/// event log cannot keep as text) base64, so that it is stored byte for byte.
 fn decode_body(media_type: &str, body: Bytes) -> Result<Body, Rejection> {
     let is_json = media_type == "application/json" || media_type.ends_with("+json");
     if is_json {
@@ -225,9 +236,9 @@ fn decode_body(media_type: &str, body: Bytes) -> Result<Body, Rejection> {
             .map(Body::Value)
             .map_err(|e| Rejection::bad_request(format!("the body is not valid JSON: {e}")));
     }
-    match String::from_utf8(body.to_vec()) {
-        Ok(text) => Ok(Body::Value(Value::String(text))),
-        Err(_) => Ok(Body::Base64(BASE64.encode(&body))),
+    match std::str::from_utf8(&body) {
+        Ok(text) if !text.contains('\0') => Ok(Body::Value(Value::String(text.to_owned()))),
+        _ => Ok(Body::Base64(BASE64.encode(&body))),
     }
 }
 
@@ -348,6 +359,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(bytes.data.unwrap()["body_base64"], "/wA=");
+        let nul = convert(&[("content-type", "text/plain")], "/hooks/demo", "a\0b").unwrap();
+        assert_eq!(
+            nul.data.unwrap()["body_base64"],
+            "YQBi",
+            "text holding NUL is kept byte for byte"
+        );
         assert!(
             convert(&[("content-type", "application/json")], "/", "{nope")
                 .unwrap_err()
@@ -415,6 +432,27 @@ mod tests {
             .unwrap_err()
             .reason
             .contains("RFC 3339")
+        );
+        let structured = |body: &'static str| {
+            convert(
+                &[("content-type", "application/cloudevents+json")],
+                "/",
+                body,
+            )
+        };
+        assert!(
+            structured(
+                r#"{"specversion":"1.0","id":"7","source":"/s","type":"t","data_base64":"%%%"}"#
+            )
+            .unwrap_err()
+            .reason
+            .contains("not valid base64")
+        );
+        assert!(
+            structured(r#"{"specversion":"1.0","id":"7","source":"/s","type":"t","data":1,"data_base64":"AA=="}"#)
+                .unwrap_err()
+                .reason
+                .contains("not both")
         );
         let wrong_version = r#"{"specversion":"0.3","id":"7","source":"/s","type":"t"}"#;
         assert!(

@@ -18,6 +18,7 @@ use std::time::Duration;
 use aws_sdk_s3::error::DisplayErrorContext;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use switchyard_core::Event;
 use switchyard_core::config::ObjectChange;
 use switchyard_store::NewEvent;
 use tokio_util::sync::CancellationToken;
@@ -67,21 +68,40 @@ pub(super) async fn run(
             Ok(listing) => {
                 let changes = diff(&known, &listing);
                 if !changes.is_empty() {
-                    let events: Vec<NewEvent> = changes
-                        .iter()
-                        .filter_map(|record| source.event(record))
-                        .map(|event| deps.route(event))
-                        .collect();
+                    let mut quarantined = Vec::new();
+                    let mut events: Vec<NewEvent> = Vec::new();
+                    for event in changes.iter().filter_map(|record| source.event(record)) {
+                        match event.check_storable() {
+                            Ok(()) => events.push(deps.route(event)),
+                            Err(error) => quarantined.push((event, error.to_string())),
+                        }
+                    }
                     let position = serde_json::to_value(&listing).expect("a listing is JSON");
-                    let Some(results) =
-                        retry(shutdown, name, "commit the bucket's changes", || {
-                            deps.store.append_with_position(name, &events, &position)
-                        })
-                        .await
-                    else {
+                    let commit = || deps.store.append_with_position(name, &events, &position);
+                    let Some(refused) = deps.commit(name, &events, shutdown, commit).await else {
                         return;
                     };
-                    deps.committed(name, &events, &results);
+                    if !refused.is_empty() {
+                        // The parts committed without the listing; it commits now.
+                        let save = || deps.store.append_with_position(name, &[], &position);
+                        if retry(shutdown, name, "save the listing", save)
+                            .await
+                            .is_none()
+                        {
+                            return;
+                        }
+                    }
+                    quarantined.extend(
+                        refused
+                            .into_iter()
+                            .map(|refused| (events[refused.index].event.clone(), refused.reason)),
+                    );
+                    if quarantine(source, deps, quarantined, shutdown)
+                        .await
+                        .is_none()
+                    {
+                        return;
+                    }
                     tracing::debug!(source = %name, changes = changes.len(), events = events.len(), "committed a listing");
                 }
                 known = listing;
@@ -95,6 +115,31 @@ pub(super) async fn run(
             () = shutdown.cancelled() => return,
         }
     }
+}
+
+/// Records changes whose events the log cannot store as rejected inputs, named by
+/// the event's dedupe key (the object's key and revision), with the event as JSON.
+/// `None` on shutdown.
+async fn quarantine(
+    source: &S3Runtime,
+    deps: &SourceDeps,
+    quarantined: Vec<(Event, String)>,
+    shutdown: &CancellationToken,
+) -> Option<()> {
+    let name = &source.name;
+    for (event, reason) in quarantined {
+        tracing::warn!(source = %name, id = %event.id, %reason, "quarantining a change whose event cannot be stored");
+        let input_id = event
+            .dedupe_key
+            .clone()
+            .unwrap_or_else(|| event.id.to_string());
+        let body = serde_json::to_string(&event).expect("an event is JSON");
+        let record = || deps.store.reject_input(name, &input_id, &reason, &body);
+        if retry(shutdown, name, "record a rejected change", record).await? {
+            deps.metrics.input_rejected(name);
+        }
+    }
+    Some(())
 }
 
 /// The listing to compare the first poll against: the saved one, narrowed to the

@@ -4,10 +4,12 @@
 //! A batch of up to ten messages is handled as a unit:
 //! 1. each body is parsed; object changes this source wants become events, the test
 //!    event and unwanted changes become nothing, and a body that is not a notification
-//!    becomes a rejected input;
+//!    becomes a rejected input, as does a change whose event the log cannot store;
 //! 2. the events commit in one transaction, then the rejected inputs are recorded,
 //!    retrying while the store is unavailable; meanwhile the messages' visibility
-//!    timeout is extended so that no other receiver takes them;
+//!    timeout is extended so that no other receiver takes them. Events the store
+//!    refuses are split off and recorded as rejected inputs too, so that they never
+//!    block the queue;
 //! 3. only then are the messages deleted.
 //!
 //! A crash before step 3 leaves the messages in the queue: they are received again
@@ -38,6 +40,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(10);
 #[derive(Default)]
 struct Batch {
     events: Vec<NewEvent>,
+    /// The id of the message each event came from.
+    origins: Vec<String>,
     rejected: Vec<Rejected>,
     /// Every message of the batch, to delete once the rest is committed.
     receipts: Vec<String>,
@@ -99,13 +103,14 @@ pub(super) async fn run(
             batch.receipts.clone(),
             visibility,
         ));
-        let committed = commit(source, deps, &batch, shutdown).await;
+        let receipts = batch.receipts.clone();
+        let committed = commit(source, deps, batch, shutdown).await;
         extender.abort();
         if committed.is_none() {
             // Shutdown while the store was down: the messages stay and come back.
             return;
         }
-        delete(source, queue_url, &batch.receipts).await;
+        delete(source, queue_url, &receipts).await;
     }
 }
 
@@ -128,12 +133,28 @@ fn read(source: &S3Runtime, deps: &SourceDeps, messages: Vec<Message>) -> Batch 
             Ok(Notification::Test) => {
                 tracing::debug!(source = %source.name, %message_id, "skipped the s3:TestEvent");
             }
-            Ok(Notification::Changes(records)) => batch.events.extend(
-                records
+            Ok(Notification::Changes(records)) => {
+                for (index, event) in records
                     .iter()
                     .filter_map(|record| source.event(record))
-                    .map(|event| deps.route(event)),
-            ),
+                    .enumerate()
+                {
+                    match event.check_storable() {
+                        Ok(()) => {
+                            batch.events.push(deps.route(event));
+                            batch.origins.push(message_id.clone());
+                        }
+                        Err(error) => {
+                            tracing::warn!(source = %source.name, %message_id, %error, "quarantining a change whose event cannot be stored");
+                            batch.rejected.push(Rejected {
+                                message_id: format!("{message_id}#{index}"),
+                                reason: error.to_string(),
+                                body: body.clone(),
+                            });
+                        }
+                    }
+                }
+            }
             Err(error) => {
                 tracing::warn!(source = %source.name, %message_id, %error, "quarantining a message that is not an S3 notification");
                 batch.rejected.push(Rejected {
@@ -148,20 +169,30 @@ fn read(source: &S3Runtime, deps: &SourceDeps, messages: Vec<Message>) -> Batch 
     batch
 }
 
-/// Commits the batch's events, then its rejected inputs. `None` on shutdown.
+/// Commits the batch's events, then its rejected inputs, with the events the store
+/// refused among them. `None` on shutdown.
 async fn commit(
     source: &S3Runtime,
     deps: &SourceDeps,
-    batch: &Batch,
+    mut batch: Batch,
     shutdown: &CancellationToken,
 ) -> Option<()> {
     let name = &source.name;
     if !batch.events.is_empty() {
-        let results = retry(shutdown, name, "commit S3 events", || {
-            deps.store.append(&batch.events)
-        })
-        .await?;
-        deps.committed(name, &batch.events, &results);
+        let refused = deps
+            .commit(name, &batch.events, shutdown, || {
+                deps.store.append(&batch.events)
+            })
+            .await?;
+        for refused in refused {
+            let event = &batch.events[refused.index].event;
+            tracing::warn!(source = %name, id = %event.id, reason = %refused.reason, "quarantining an event the store refused");
+            batch.rejected.push(Rejected {
+                message_id: format!("{}#{}", batch.origins[refused.index], event.id),
+                reason: refused.reason,
+                body: serde_json::to_string(event).expect("an event is JSON"),
+            });
+        }
     }
     for rejected in &batch.rejected {
         let recorded = retry(shutdown, name, "record a rejected message", || {
