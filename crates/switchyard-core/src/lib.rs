@@ -10,6 +10,7 @@ pub mod duration;
 pub mod envelope;
 pub mod filter;
 pub mod path;
+pub mod redact;
 pub mod retry;
 pub mod schedule;
 

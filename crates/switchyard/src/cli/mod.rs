@@ -126,16 +126,34 @@ pub async fn main(engine: Engine, args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// Logs to stderr at the level `SWITCHYARD_LOG` asks for (an `EnvFilter` directive
+/// list), `info` for `run` and `warn` for the other commands by default.
+///
+/// The AWS SDK's crates log at INFO and above only: at TRACE they print their
+/// credentials provider and every identity they resolve, and at DEBUG the errors of a
+/// request with the identity inside, access key id included.
 fn init_tracing(running: bool) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let default = if running { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // A second initialization (an embedding program set its own) is fine to ignore.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let without_credentials = tracing_subscriber::filter::filter_fn(|metadata| {
+        let verbose = matches!(
+            *metadata.level(),
+            tracing::Level::TRACE | tracing::Level::DEBUG
+        );
+        !(verbose && metadata.target().starts_with("aws_"))
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_filter(filter)
+        .with_filter(without_credentials);
+    // A second initialization (an embedding program set its own) is fine to ignore.
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 async fn execute(engine: Engine, command: Command) -> CliResult {

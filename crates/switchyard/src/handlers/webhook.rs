@@ -13,6 +13,7 @@ use reqwest::{StatusCode, Url};
 use sha2::Sha256;
 use switchyard_core::HumanDuration;
 use switchyard_core::config::{self, Secret};
+use switchyard_core::redact::redact_url;
 
 use super::BuildError;
 use crate::{Context, Event, Handler, HandlerError, HandlerFuture};
@@ -66,10 +67,10 @@ impl WebhookHandler {
     /// header, or a signing secret that is not a base64 key after `whsec_`.
     pub fn new(config: &config::WebhookHandler) -> Result<Self, BuildError> {
         let url = Url::parse(&config.url).map_err(|e| BuildError::InvalidUrl {
-            url: redact_userinfo(&config.url),
+            url: redact_url(&config.url),
             reason: e.to_string(),
         })?;
-        let display_url = redact_userinfo(url.as_str());
+        let display_url = redact_url(url.as_str());
         if !matches!(url.scheme(), "http" | "https") {
             return Err(BuildError::UnsupportedScheme { url: display_url });
         }
@@ -262,21 +263,6 @@ async fn read_excerpt(mut response: reqwest::Response) -> String {
         text.push('…');
     }
     text
-}
-
-/// `url` with the user info between `scheme://` and `@` replaced by `***`. Works on
-/// text that does not parse as a URL too.
-fn redact_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let authority_start = scheme_end + 3;
-    let rest = &url[authority_start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_len].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..authority_start], &rest[at..]),
-        None => url.to_owned(),
-    }
 }
 
 /// Computes Standard Webhooks signatures.
@@ -606,7 +592,7 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Retryable, "{err}");
         let message = err.to_string();
         assert!(
-            message.starts_with(&format!("POST http://***@{addr}/hook failed")),
+            message.starts_with(&format!("POST http://alice:***@{addr}/hook failed")),
             "{message}"
         );
         assert!(!message.contains("hunter2"), "{message}");
@@ -697,18 +683,5 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-3", now), None);
-    }
-
-    #[test]
-    fn userinfo_is_redacted() {
-        assert_eq!(
-            redact_userinfo("https://u:p@h.example/a@b"),
-            "https://***@h.example/a@b"
-        );
-        assert_eq!(
-            redact_userinfo("https://h.example/path?x=@"),
-            "https://h.example/path?x=@"
-        );
-        assert_eq!(redact_userinfo("not a url"), "not a url");
     }
 }
