@@ -133,15 +133,9 @@ impl Engine {
             })?;
         let shutdown = CancellationToken::new();
         let app = server::router(&config, &parts);
-        let server_shutdown = shutdown.clone();
-        let server = tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(server_shutdown.cancelled_owned())
-                .await;
-            if let Err(error) = result {
-                tracing::error!(%error, "the HTTP server stopped");
-            }
-        });
+        let server = tokio::spawn(
+            crate::listener::Listener::new(listener, app, &config.http).serve(shutdown.clone()),
+        );
         let dispatcher = parts.dispatcher.clone().start(shutdown.clone());
         let mut sources = Vec::new();
         for cron in std::mem::take(&mut parts.cron_sources) {

@@ -29,6 +29,7 @@ mod engine;
 mod handler;
 pub mod handlers;
 mod ingest;
+mod listener;
 mod metrics;
 mod replay;
 mod router;

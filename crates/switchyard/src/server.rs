@@ -1,9 +1,11 @@
 //! The one HTTP listener: HTTP sources, health, metrics and the admin API.
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -45,6 +47,7 @@ pub fn router(config: &Config, parts: &Parts) -> Router {
             source: source.clone(),
             ingest: parts.ingest.clone(),
             metrics: parts.metrics.clone(),
+            body_timeout: config.http.body_timeout.get(),
         };
         app = app.route(
             &source.config.path,
@@ -62,7 +65,7 @@ pub fn router(config: &Config, parts: &Parts) -> Router {
         .route("/dead-letters/{id}/replay", post(replay_dead))
         .layer(middleware::from_fn_with_state(
             config.http.admin_token.clone(),
-            require_token,
+            protect_admin,
         ));
     app.route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -71,14 +74,21 @@ pub fn router(config: &Config, parts: &Parts) -> Router {
         .with_state(state)
 }
 
+/// How long `/readyz` waits for the store to commit its probe before answering 503.
+const READY_WITHIN: Duration = Duration::from_secs(2);
+
+/// Ready means the store can commit a write now: it commits a one-row probe, and
+/// answers 503 when that fails or takes longer than [`READY_WITHIN`].
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(error) => Rejection::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unreachable: {error}"),
-        )
-        .into_response(),
+    let unready =
+        |reason: String| Rejection::new(StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+    match tokio::time::timeout(READY_WITHIN, state.store.probe_write()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(error)) => unready(format!("the store cannot commit: {error}")),
+        Err(_) => unready(format!(
+            "the store did not commit a probe within {}",
+            switchyard_core::HumanDuration(READY_WITHIN)
+        )),
     }
 }
 
@@ -102,32 +112,122 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn require_token(
+/// Guards `/api/`: see [`admin_access`].
+async fn protect_admin(
     State(token): State<Option<Secret>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(token) = token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        // Comparing digests keeps the comparison constant-time in the token's length too.
-        let (given, expected) = (
-            Sha256::digest(given.as_bytes()),
-            Sha256::digest(token.expose().as_bytes()),
-        );
-        if !bool::from(given.as_slice().ct_eq(expected.as_slice())) {
-            return Rejection::new(
-                StatusCode::UNAUTHORIZED,
-                "the admin API needs Authorization: Bearer <admin_token>",
-            )
-            .into_response();
-        }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer);
+    match admin_access(token.as_ref(), peer, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(rejection) => rejection.into_response(),
     }
-    next.run(request).await
+}
+
+/// Whether a request may use the admin API. Browsers must not reach it from another
+/// site: a request whose `Origin` is not this server's own (`http` or `https` with the
+/// request's `Host`) is refused with 403, whatever its credentials. With a token, the
+/// request needs `Authorization: Bearer <token>` (the scheme in any case), else 401.
+/// Without one, both the peer and the `Host` it named must be loopback, else 403:
+/// that keeps out other machines and, through the `Host`, DNS rebinding. An unknown
+/// peer counts as not loopback.
+fn admin_access(
+    token: Option<&Secret>,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Result<(), Rejection> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !host.is_some_and(|host| is_same_origin(origin.as_bytes(), host))
+    {
+        return Err(Rejection::new(
+            StatusCode::FORBIDDEN,
+            "the admin API refuses requests from another origin",
+        ));
+    }
+    match token {
+        Some(token) if bears(headers, token) => Ok(()),
+        Some(_) => Err(Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            "the admin API needs Authorization: Bearer <admin_token>",
+        )),
+        None if !peer.is_some_and(|peer| peer.ip().is_loopback()) => Err(Rejection::new(
+            StatusCode::FORBIDDEN,
+            "without http.admin_token the admin API answers only clients on this machine",
+        )),
+        None if !host.is_some_and(is_loopback_host) => Err(Rejection::new(
+            StatusCode::FORBIDDEN,
+            "without http.admin_token the admin API needs a loopback Host \
+             (localhost, *.localhost, 127.0.0.1 or [::1])",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`. Comparing digests keeps
+/// the comparison constant-time in the token's length too.
+fn bears(headers: &HeaderMap, token: &Secret) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .unwrap_or_default();
+    let (given, expected) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(token.expose().as_bytes()),
+    );
+    bool::from(given.as_slice().ct_eq(expected.as_slice()))
+}
+
+/// The credentials of an `Authorization` value in the bearer scheme, whose name is
+/// case-insensitive (RFC 7235); `None` for any other scheme.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_start_matches(' '))
+}
+
+/// Whether an `Origin` value names this server as the client reached it: scheme
+/// `http` or `https` (behind a TLS-terminating proxy) and the authority in `host`.
+/// `null` and anything else are foreign.
+fn is_same_origin(origin: &[u8], host: &str) -> bool {
+    let Ok(origin) = std::str::from_utf8(origin) else {
+        return false;
+    };
+    ["http://", "https://"].iter().any(|scheme| {
+        origin
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+            && origin[scheme.len()..].eq_ignore_ascii_case(host)
+    })
+}
+
+/// Whether a `Host` value, with or without a port, names this machine's loopback:
+/// `localhost` or a name under `.localhost` (RFC 6761 keeps them there), an IPv4
+/// address in 127.0.0.0/8, or `[::1]`.
+fn is_loopback_host(host: &str) -> bool {
+    let is_port = |port: &str| port.parse::<u16>().is_ok();
+    if let Some(bracketed) = host.strip_prefix('[') {
+        return bracketed.split_once(']').is_some_and(|(ip, rest)| {
+            (rest.is_empty() || rest.strip_prefix(':').is_some_and(is_port))
+                && ip.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
+        });
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    if let Ok(ip) = name.parse::<Ipv4Addr>() {
+        return ip.is_loopback();
+    }
+    let name = name.to_ascii_lowercase();
+    name == "localhost" || (name.len() > ".localhost".len() && name.ends_with(".localhost"))
 }
 
 type ApiResult = Result<Response, Rejection>;
@@ -249,4 +349,133 @@ async fn replay_dead(State(state): State<AppState>, Path(id): Path<i64>) -> ApiR
         ));
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "deliveries": created }))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.clone(), HeaderValue::from_str(value).unwrap()))
+            .collect()
+    }
+
+    fn status(result: Result<(), Rejection>) -> Option<StatusCode> {
+        result.err().map(|rejection| rejection.status)
+    }
+
+    #[test]
+    fn loopback_hosts_with_or_without_a_port() {
+        for host in [
+            "localhost",
+            "LOCALHOST:8080",
+            "console.localhost:1",
+            "127.0.0.1",
+            "127.8.9.10:65535",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            ".localhost",
+            "notlocalhost",
+            "10.0.0.1:8080",
+            "[::2]:8080",
+            "[::1]x",
+            "localhost:http",
+            "localhost:70000",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn same_origin_is_the_scheme_and_the_host() {
+        assert!(is_same_origin(b"http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(is_same_origin(
+            b"HTTPS://Switchyard.Example",
+            "switchyard.example"
+        ));
+        assert!(!is_same_origin(b"http://evil.example", "127.0.0.1:8080"));
+        assert!(!is_same_origin(b"http://127.0.0.1:9090", "127.0.0.1:8080"));
+        assert!(!is_same_origin(b"null", "127.0.0.1:8080"));
+        assert!(!is_same_origin(b"ftp://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(!is_same_origin(b"http://127.0.0.1:8080/", "127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer t0ken"), Some("t0ken"));
+        assert_eq!(bearer_token("bearer t0ken"), Some("t0ken"));
+        assert_eq!(bearer_token("BEARER  t0ken"), Some("t0ken"));
+        assert_eq!(bearer_token("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_peers_and_hosts_pass() {
+        let local = Some(SocketAddr::from(([127, 0, 0, 1], 40000)));
+        let remote = Some(SocketAddr::from(([192, 0, 2, 7], 40000)));
+        let loopback_host = headers(&[(header::HOST, "localhost:8080")]);
+        assert_eq!(status(admin_access(None, local, &loopback_host)), None);
+        assert_eq!(
+            status(admin_access(None, remote, &loopback_host)),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            status(admin_access(None, None, &loopback_host)),
+            Some(StatusCode::FORBIDDEN),
+            "an unknown peer is not loopback"
+        );
+        let foreign_host = headers(&[(header::HOST, "evil.example:8080")]);
+        assert_eq!(
+            status(admin_access(None, local, &foreign_host)),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            status(admin_access(None, local, &HeaderMap::new())),
+            Some(StatusCode::FORBIDDEN),
+            "no Host is not a loopback Host"
+        );
+    }
+
+    #[test]
+    fn a_token_admits_any_peer_and_host_but_not_a_foreign_origin() {
+        let token = Secret::new("t0ken");
+        let remote = Some(SocketAddr::from(([192, 0, 2, 7], 40000)));
+        let authorized = headers(&[
+            (header::HOST, "switchyard.example"),
+            (header::AUTHORIZATION, "bearer t0ken"),
+        ]);
+        assert_eq!(
+            status(admin_access(Some(&token), remote, &authorized)),
+            None
+        );
+        let wrong = headers(&[
+            (header::HOST, "switchyard.example"),
+            (header::AUTHORIZATION, "Bearer t0ken2"),
+        ]);
+        assert_eq!(
+            status(admin_access(Some(&token), remote, &wrong)),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        let cross_site = headers(&[
+            (header::HOST, "switchyard.example"),
+            (header::AUTHORIZATION, "Bearer t0ken"),
+            (header::ORIGIN, "https://evil.example"),
+        ]);
+        assert_eq!(
+            status(admin_access(Some(&token), remote, &cross_site)),
+            Some(StatusCode::FORBIDDEN)
+        );
+    }
 }

@@ -32,6 +32,7 @@ pub use source::{
     Verify,
 };
 
+pub use crate::redact::redact_url;
 use crate::{FieldPath, Filter, HumanDuration, RetryPolicy};
 
 /// The whole configuration.
@@ -56,18 +57,58 @@ pub enum QueueConfig {
 }
 
 /// `http:` — the one listener for HTTP sources, health, metrics and the admin API.
+///
+/// The limits bound what slow, idle and hostile clients can hold: a connection lives
+/// only while it sends a request head within `header_timeout` and each body within
+/// `body_timeout`; at most `max_connections` are open; and on shutdown none outlives
+/// `shutdown_grace`. The memory requests hold is bounded by `max_connections` times
+/// the largest source `body_limit` plus the listener's read buffer (about 400 KiB).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// The address to bind, an IP literal and a port (`0` picks a free port).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// When set, `/api/` requires `Authorization: Bearer <admin_token>`.
+    /// When set, `/api/` requires `Authorization: Bearer <admin_token>`. When not set,
+    /// `/api/` answers only loopback clients that name a loopback `Host`.
     #[serde(default)]
     pub admin_token: Option<Secret>,
+    /// How long a client has to send a whole request head, counted from when the
+    /// server starts waiting for it: from the connection's accept for the first
+    /// request, and from the end of the previous response on a keep-alive
+    /// connection. So this is also how long an idle keep-alive connection stays open.
+    /// When it runs out the connection is closed without an answer.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: HumanDuration,
+    /// How long an HTTP source waits for a request's whole body, counted from when
+    /// its head has been read. When it runs out the request is answered 408 and no
+    /// event is recorded.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: HumanDuration,
+    /// Connections open at once. When this many are open, the listener accepts no
+    /// more until one closes; new clients wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// On shutdown, how long requests in progress may take to finish before their
+    /// connections are dropped. Idle connections close at once.
+    #[serde(default = "default_http_shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_header_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+fn default_body_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_max_connections() -> u32 {
+    1024
+}
+fn default_http_shutdown_grace() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 
 impl Default for HttpConfig {
@@ -75,6 +116,10 @@ impl Default for HttpConfig {
         Self {
             listen: default_listen(),
             admin_token: None,
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            max_connections: default_max_connections(),
+            shutdown_grace: default_http_shutdown_grace(),
         }
     }
 }
@@ -346,6 +391,17 @@ impl Config {
                 ),
             );
         }
+        if self.http.max_connections == 0 {
+            err("http.max_connections".into(), "must be at least 1".into());
+        }
+        for (key, timeout) in [
+            ("header_timeout", self.http.header_timeout),
+            ("body_timeout", self.http.body_timeout),
+        ] {
+            if timeout.get().is_zero() {
+                err(format!("http.{key}"), "must be longer than 0s".into());
+            }
+        }
         if self.dispatcher.concurrency == 0 {
             err("dispatcher.concurrency".into(), "must be at least 1".into());
         }
@@ -487,20 +543,6 @@ impl Config {
         } else {
             Err(ConfigErrors(errors))
         }
-    }
-}
-
-/// A store URL with any password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
 }
 

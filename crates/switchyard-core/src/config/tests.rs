@@ -293,3 +293,29 @@ fn the_example_triggers_yaml_round_trips() {
         assert!(config.sources.contains_key(&trigger.source));
     }
 }
+
+#[test]
+fn http_limits_have_defaults_and_are_checked() {
+    let config = Config::load("{}\n", &env, &registered).unwrap();
+    assert_eq!(config.http.header_timeout, HumanDuration::from_secs(10));
+    assert_eq!(config.http.body_timeout, HumanDuration::from_secs(30));
+    assert_eq!(config.http.max_connections, 1024);
+    assert_eq!(config.http.shutdown_grace, HumanDuration::from_secs(5));
+
+    let text = "http: { header_timeout: 500ms, body_timeout: 2s, max_connections: 4, shutdown_grace: 0s }\n";
+    let config = Config::load(text, &env, &registered).unwrap();
+    assert_eq!(config.http.header_timeout, HumanDuration::from_millis(500));
+    assert_eq!(config.http.body_timeout, HumanDuration::from_secs(2));
+    assert_eq!(config.http.max_connections, 4);
+    assert_eq!(config.http.shutdown_grace, HumanDuration::from_secs(0));
+
+    let found = errors("http: { header_timeout: 0s, body_timeout: 0ms, max_connections: 0 }\n");
+    assert_eq!(
+        found,
+        [
+            "http.max_connections: must be at least 1",
+            "http.header_timeout: must be longer than 0s",
+            "http.body_timeout: must be longer than 0s",
+        ]
+    );
+}

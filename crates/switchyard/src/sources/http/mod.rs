@@ -7,17 +7,20 @@
 mod request;
 pub mod verify;
 
+use std::error::Error as _;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use switchyard_core::HumanDuration;
 use switchyard_core::config::HttpSource;
 use switchyard_store::Appended;
 
-use crate::ingest::{Ingest, IngestError};
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 
 /// One configured HTTP source, ready to accept requests.
@@ -51,6 +54,8 @@ pub struct SourceState {
     pub source: Arc<HttpSourceRuntime>,
     pub ingest: Ingest,
     pub metrics: Arc<Metrics>,
+    /// How long a request's whole body may take to arrive (`http.body_timeout`).
+    pub body_timeout: Duration,
 }
 
 /// A rejection: a status and a plain-language reason, sent as `{"error": reason}`.
@@ -125,12 +130,7 @@ async fn accept_inner(
 ) -> Result<Appended, Rejection> {
     let source = &state.source;
     let limit = usize::try_from(source.config.body_limit.0).unwrap_or(usize::MAX);
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        Rejection::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than this source's limit of {limit} bytes"),
-        )
-    })?;
+    let body = read_body(body, limit, state.body_timeout).await?;
     if let Some(verify) = &source.config.verify {
         let now = chrono::Utc::now().timestamp();
         verify::verify(verify, &headers, &body, now).map_err(|error| match error {
@@ -142,14 +142,43 @@ async fn accept_inner(
         })?;
     }
     let event = request::to_event(source, &method, &uri, &headers, body)?;
-    state
-        .ingest
-        .submit(event)
-        .await
-        .map_err(|error| match error {
-            IngestError::Store(_) | IngestError::ShuttingDown => Rejection::new(
+    state.ingest.submit(event).await.map_err(|error| {
+        if error.is_bad_input() {
+            Rejection::bad_request(format!("not accepted: {error}"))
+        } else {
+            Rejection::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not accepted, try again: {error}"),
+            )
+        }
+    })
+}
+
+/// Collects a request body of at most `limit` bytes that must arrive `within` the
+/// given time. Fails with 413 over the limit, 408 when the body is too slow, and 400
+/// when it cannot be read (a malformed chunked encoding, or a client that left).
+async fn read_body(body: Body, limit: usize, within: Duration) -> Result<Bytes, Rejection> {
+    match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(error)) if is_over_limit(&error) => Err(Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than this source's limit of {limit} bytes"),
+        )),
+        Ok(Err(error)) => Err(Rejection::bad_request(format!(
+            "the body could not be read: {error}"
+        ))),
+        Err(_elapsed) => Err(Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} (http.body_timeout)",
+                HumanDuration(within)
             ),
-        })
+        )),
+    }
+}
+
+/// Whether a body error, or one of its sources, is the length limit being exceeded.
+fn is_over_limit(error: &axum::Error) -> bool {
+    std::iter::successors(error.source(), |&cause| cause.source())
+        .any(|cause| cause.is::<http_body_util::LengthLimitError>())
 }
