@@ -18,8 +18,9 @@ use crate::{Context, Event, Handler, HandlerError, HandlerFuture};
 const STDERR_TAIL_BYTES: usize = 2048;
 /// How much of stdout is kept for the debug log.
 const STDOUT_TAIL_BYTES: usize = 4096;
-/// After the program exits, how long to wait for its output pipes to close. A
-/// background process it started may hold them open for ever.
+/// After the program exits (and its process group is killed), how long to wait for its
+/// output pipes to close. A process that left the group (with `setsid`) may hold them
+/// open for ever.
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs a program once per delivery.
@@ -31,9 +32,11 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 /// - Exit 0 succeeds. An exit code in `retry_exit_codes`, or death by a signal, is
 ///   retried. Any other code is fatal, with the end of stderr in the message. A
 ///   program that cannot be started (not found, not executable) is fatal.
-/// - When the attempt's deadline passes the future is dropped and the program is
-///   killed (`kill_on_drop`); on cancellation it is killed too. Processes it started
-///   in the background are not tracked.
+/// - The program runs in a process group of its own, and the whole group is killed
+///   (SIGKILL) when the attempt ends: when the program exits, when the attempt's
+///   deadline passes (the future is dropped), and on cancellation. So processes it
+///   started in the background never outlive the attempt, and a retry never runs
+///   beside them. Only a process that leaves the group (`setsid`) escapes this.
 #[derive(Debug)]
 pub struct CommandHandler {
     program: String,
@@ -83,6 +86,8 @@ impl CommandHandler {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        #[cfg(unix)]
+        command.process_group(0);
         if let Some(dir) = &self.working_dir {
             command.current_dir(dir);
         }
@@ -96,18 +101,19 @@ impl CommandHandler {
             .command(ctx, event)
             .spawn()
             .map_err(|e| self.spawn_error(e))?;
+        let group = ProcessGroup::of(&child);
 
         let mut stdout = Tail::new(STDOUT_TAIL_BYTES);
         let mut stderr = Tail::new(STDERR_TAIL_BYTES);
         let finished = tokio::select! {
             biased;
             () = ctx.cancellation().cancelled() => None,
-            result = exchange(&mut child, &input, &mut stdout, &mut stderr) => Some(result),
+            result = exchange(&mut child, &group, &input, &mut stdout, &mut stderr) => Some(result),
         };
         let Some(result) = finished else {
-            if let Err(error) = child.kill().await {
-                // It most likely exited on its own in the meantime; nothing left to stop.
-                tracing::debug!(program = %self.program, %error, "could not kill the cancelled command");
+            group.kill();
+            if let Err(error) = child.wait().await {
+                tracing::debug!(program = %self.program, %error, "could not reap the cancelled command");
             }
             return Err(HandlerError::retryable(CommandError::Cancelled {
                 program: self.program.clone(),
@@ -179,14 +185,56 @@ impl Handler for CommandHandler {
     }
 }
 
+/// The process group a command runs in, killed when this is dropped: whatever ends
+/// the attempt (exit, deadline, cancellation, shutdown), nothing of it keeps running.
+struct ProcessGroup {
+    /// The group's id, which is the program's pid; `None` if it could not be read.
+    id: Option<i32>,
+}
+
+impl ProcessGroup {
+    fn of(child: &Child) -> Self {
+        Self {
+            id: child.id().and_then(|pid| i32::try_from(pid).ok()),
+        }
+    }
+
+    /// Sends SIGKILL to every process in the group. The group id stays taken while the
+    /// leader is unreaped or any member lives; once the group is empty the id is free,
+    /// and reaching an unrelated group would take a new process getting that very pid
+    /// and making itself a group leader between the leader's exit and this call.
+    fn kill(&self) {
+        #[cfg(unix)]
+        if let Some(id) = self.id {
+            // SAFETY: killpg only sends a signal; it touches no memory of ours.
+            let sent = unsafe { libc::killpg(id, libc::SIGKILL) };
+            if sent != 0 {
+                let error = io::Error::last_os_error();
+                // ESRCH: every process of the group has exited already.
+                if error.raw_os_error() != Some(libc::ESRCH) {
+                    tracing::warn!(group = id, %error, "could not kill a command's process group");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Feeds `input` to the child's stdin while collecting stdout and stderr, and waits for
-/// it to exit. Returns the exit status and whether stdin was written; a program that
-/// exits without reading all of stdin is not an error.
+/// it to exit; then kills what is left of its `group`, so that its output ends. Returns
+/// the exit status and whether stdin was written; a program that exits without reading
+/// all of stdin is not an error.
 ///
-/// Cancel-safe in the sense that matters here: dropping it leaves `child` to the caller
-/// (or to `kill_on_drop`), and whatever output was read is already in the tails.
+/// Cancel-safe in the sense that matters here: dropping it leaves `child` and `group`
+/// to the caller, and whatever output was read is already in the tails.
 async fn exchange(
     child: &mut Child,
+    group: &ProcessGroup,
     input: &[u8],
     stdout: &mut Tail,
     stderr: &mut Tail,
@@ -203,9 +251,10 @@ async fn exchange(
     let mut written = Ok(());
     let status = tokio::select! {
         status = child.wait() => {
+            group.kill();
             match tokio::time::timeout(OUTPUT_GRACE, &mut pipes).await {
                 Ok(result) => written = result,
-                Err(_) => tracing::debug!("the command exited but its output stays open, likely held by a background process"),
+                Err(_) => tracing::debug!("the command exited but its output stays open, held by a process that left its group"),
             }
             status?
         }
@@ -669,6 +718,70 @@ mod tests {
         assert!(
             wait_until_dead(&pid).await,
             "process {pid} survived cancellation"
+        );
+    }
+
+    /// The whole process group goes when the attempt ends: by the deadline (the
+    /// future is dropped), by cancellation, or by the program's own exit.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn background_processes_die_with_their_attempt() {
+        let forks = r#"sleep 600 & echo $! > "$1"; "#;
+
+        let pid_file = TempFile::new();
+        let command = sh(&format!("{forks}sleep 600"), &[pid_file.path()]);
+        let attempt = command.handle(test_context("t"), event());
+        let outcome = tokio::time::timeout(Duration::from_millis(300), attempt).await;
+        assert!(outcome.is_err(), "the attempt should still be running");
+        let pid = wait_for_pid(&pid_file).await;
+        assert!(
+            wait_until_dead(&pid).await,
+            "{pid} outlived its timed-out attempt"
+        );
+
+        let pid_file = TempFile::new();
+        let command = sh(&format!("{forks}sleep 600"), &[pid_file.path()]);
+        let ctx = test_context("t");
+        let token = ctx.cancellation().clone();
+        let attempt = tokio::spawn(async move { command.handle(ctx, event()).await });
+        let pid = wait_for_pid(&pid_file).await;
+        token.cancel();
+        attempt.await.unwrap().expect_err("cancelled");
+        assert!(
+            wait_until_dead(&pid).await,
+            "{pid} outlived its cancelled attempt"
+        );
+
+        let pid_file = TempFile::new();
+        sh(&format!("{forks}exit 0"), &[pid_file.path()])
+            .handle(test_context("t"), event())
+            .await
+            .unwrap();
+        let pid = wait_for_pid(&pid_file).await;
+        assert!(
+            wait_until_dead(&pid).await,
+            "{pid} outlived the program that started it"
+        );
+    }
+
+    #[tokio::test]
+    async fn any_output_is_kept_within_bounds() {
+        // NUL bytes, invalid UTF-8 and far more output than is kept, on both streams.
+        let script = r#"printf 'a\000b\377\376' >&2; head -c 50000000 /dev/zero; head -c 50000000 /dev/zero >&2; printf 'the end' >&2; exit 3"#;
+        let err = sh(script, &[])
+            .handle(test_context("t"), event())
+            .await
+            .expect_err("exit 3");
+        let message = err.to_string();
+        assert!(
+            message.len() < STDERR_TAIL_BYTES + 100,
+            "{} bytes",
+            message.len()
+        );
+        assert!(
+            message.ends_with("the end"),
+            "{}",
+            &message[message.len() - 20..]
         );
     }
 
