@@ -6,5 +6,8 @@ mod support;
 mod crash;
 mod cron;
 mod delivery;
+mod faults;
 mod http_source;
+mod listener;
 mod s3;
+mod secrets;

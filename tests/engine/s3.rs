@@ -28,14 +28,14 @@ const WAIT: Duration = Duration::from_secs(30);
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/s3/");
 
 /// Clients of the test's own, talking to moto.
-struct Moto {
+pub(crate) struct Moto {
     url: String,
     s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
 }
 
 impl Moto {
-    async fn connect() -> Self {
+    pub(crate) async fn connect() -> Self {
         let url = std::env::var("SWITCHYARD_TEST_MOTO")
             .unwrap_or_else(|_| "http://127.0.0.1:5000".to_owned());
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -76,7 +76,7 @@ impl Moto {
         )
     }
 
-    async fn bucket(&self) -> String {
+    pub(crate) async fn bucket(&self) -> String {
         let bucket = Self::unique("sy");
         self.s3
             .create_bucket()
@@ -87,7 +87,7 @@ impl Moto {
         bucket
     }
 
-    async fn queue(&self) -> String {
+    pub(crate) async fn queue(&self) -> String {
         let created = self
             .sqs
             .create_queue()
@@ -99,7 +99,7 @@ impl Moto {
     }
 
     /// Sends the bucket's created and removed notifications to the queue.
-    async fn notify(&self, bucket: &str, queue_url: &str) {
+    pub(crate) async fn notify(&self, bucket: &str, queue_url: &str) {
         let attributes = self
             .sqs
             .get_queue_attributes()
@@ -129,7 +129,7 @@ impl Moto {
     }
 
     /// Uploads `body` under `key`; returns its etag, unquoted.
-    async fn put(&self, bucket: &str, key: &str, body: &str) -> String {
+    pub(crate) async fn put(&self, bucket: &str, key: &str, body: &str) -> String {
         let put = self
             .s3
             .put_object()
@@ -163,7 +163,7 @@ impl Moto {
     }
 
     /// Messages in the queue, visible or held by a receiver.
-    async fn messages_left(&self, queue_url: &str) -> u64 {
+    pub(crate) async fn messages_left(&self, queue_url: &str) -> u64 {
         let attributes = self
             .sqs
             .get_queue_attributes()
@@ -178,7 +178,7 @@ impl Moto {
         attributes.values().map(|n| n.parse::<u64>().unwrap()).sum()
     }
 
-    async fn wait_until_empty(&self, queue_url: &str) {
+    pub(crate) async fn wait_until_empty(&self, queue_url: &str) {
         eventually(WAIT, "the queue to be empty", || async {
             (self.messages_left(queue_url).await == 0).then_some(())
         })
@@ -186,7 +186,7 @@ impl Moto {
     }
 
     /// `s3:` settings for a source on this moto.
-    fn source(&self, bucket: &str, rest: &str) -> String {
+    pub(crate) fn source(&self, bucket: &str, rest: &str) -> String {
         format!(
             "{{ bucket: {bucket}, endpoint: \"{}\", access_key_id: test, secret_access_key: test, {rest} }}",
             self.url
@@ -350,6 +350,46 @@ enum Expect {
     Events(&'static [(&'static str, &'static str, &'static str)]),
     Nothing,
     Quarantined,
+}
+
+/// A notification with a record whose key decodes to a NUL character: that change is
+/// quarantined, the message's other change is committed, and the queue moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_log_cannot_store_is_quarantined_alone() {
+    let moto = Moto::connect().await;
+    let queue = moto.queue().await;
+    let store_url = fresh_store(Backend::Sqlite).await;
+    let settings = format!("queue_url: \"{queue}\"");
+    let engine = start(
+        Engine::from_cli(),
+        &format!(
+            "sources:\n  uploads: {{ s3: {} }}\n",
+            moto.source("images", &settings)
+        ),
+        &store_url,
+    )
+    .await;
+    let body = fixture("two-records.json").replace("incoming/b.jpg", "incoming/b%00.jpg");
+    moto.send(&queue, &body).await;
+    moto.wait_until_empty(&queue).await;
+
+    let store = engine.store().clone();
+    let events = logged(&*store, "uploads").await;
+    let subjects: Vec<_> = events.iter().map(|e| e.subject.clone().unwrap()).collect();
+    assert_eq!(subjects, ["incoming/a.jpg"]);
+    let rejected = store.list_rejected(Some("uploads"), 0).await.unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].input_id.ends_with("#1"),
+        "{:?}",
+        rejected[0].input_id
+    );
+    assert_eq!(
+        rejected[0].reason,
+        "subject holds a NUL character (U+0000), which the event log cannot store"
+    );
+    assert_eq!(rejected[0].body, body, "the message is kept as received");
+    engine.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
