@@ -335,6 +335,9 @@ impl Monitor {
 /// every process named `postgres` on this machine.
 #[derive(Clone, Copy, Debug)]
 pub struct Cpu {
+    /// This process and the children it has waited for: a load generator run as its
+    /// own process (wrk, pgbench) counts here once it has exited, as the built-in
+    /// clients count here while they run.
     pub own: f64,
     pub postgres: Option<f64>,
     /// Busy time of the whole machine (all cores), from `/proc/stat`.
@@ -344,7 +347,7 @@ pub struct Cpu {
 impl Cpu {
     pub fn now() -> Self {
         Self {
-            own: rusage(libc::RUSAGE_SELF),
+            own: rusage(libc::RUSAGE_SELF) + rusage(libc::RUSAGE_CHILDREN),
             postgres: postgres_cpu(),
             machine: machine_busy(),
         }

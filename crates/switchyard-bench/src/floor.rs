@@ -3,12 +3,14 @@
 //! Eight connections each insert a 256-byte JSON row and commit, back to back, for
 //! the run's duration; then the same with 500 rows per transaction. The single-row
 //! rate is the denominator of the ingest ratio: it is what a naive "one INSERT per
-//! request" webhook receiver gets from the same disk and server.
+//! request" webhook receiver gets from the same disk and server. `--floor` picks who
+//! runs the single-row inserts: `pgbench` (see [`crate::pgbench`]) or the harness's
+//! own sqlx pool (`builtin`), which also runs the 500-row inserts either way.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -17,7 +19,7 @@ use sqlx::sqlite::{
 use crate::backend::{Backend, Meter};
 use crate::report::{Row, Summary, print_table};
 use crate::stats::{Percentiles, micros, payload};
-use crate::{Args, Ctx};
+use crate::{Args, Ctx, FloorClient, pgbench};
 
 const BATCH: usize = 500;
 
@@ -161,9 +163,45 @@ async fn phase(backend: &Backend, args: &Args, batch: usize) -> Result<Row> {
     result
 }
 
+/// The single-row inserts run by pgbench, in a fresh database whose removal takes the
+/// table with it.
+async fn pgbench_phase(backend: &Backend, args: &Args) -> Result<Row> {
+    let clients = args.floor_connections;
+    let db = backend.fresh("floor").await?;
+    let result = async {
+        pgbench::create_table(&db.url).await?;
+        let meter = Meter::start(backend, &db, "floor, pgbench").await?;
+        let report = pgbench::run(&db.url, clients, args.duration).await?;
+        let stopped = meter.stop(backend).await?;
+        let usage = stopped.finish(backend, &db, 0).await;
+        if report.failed > 0 {
+            bail!("pgbench: {} transactions failed", report.failed);
+        }
+        Ok(Row::new(
+            format!("single-row INSERT+COMMIT, {clients} conns, pgbench -M prepared"),
+            report.transactions,
+            "rows",
+            report.tps,
+        )
+        .usage(usage)
+        .note(format!(
+            "pgbench's tps without initial connection time; latency average {:.3} ms; \
+             CPU s/1k includes pgbench",
+            report.latency_ms
+        )))
+    }
+    .await;
+    backend.remove(db).await;
+    result
+}
+
 pub async fn run(ctx: &Ctx, summary: &mut Summary) -> Result<()> {
-    let single = phase(&ctx.backend, &ctx.args, 1).await?;
+    let single = match ctx.floor {
+        FloorClient::Builtin => phase(&ctx.backend, &ctx.args, 1).await?,
+        FloorClient::Pgbench => pgbench_phase(&ctx.backend, &ctx.args).await?,
+    };
     summary.floor_single = Some(single.rate);
+    summary.floor_client = ctx.floor;
     let batched = phase(&ctx.backend, &ctx.args, BATCH).await?;
     summary.floor_batch = Some(batched.rate);
     print_table(

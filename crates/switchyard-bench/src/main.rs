@@ -10,8 +10,9 @@
 //! cargo run --release -p switchyard-bench -- all --store postgres://postgres@127.0.0.1:5432/postgres
 //! ```
 //!
-//! Every figure includes the load generator: it shares this process, and this
-//! machine's cores, with the engine. The "CPU s/1k" column is this process (engine and
+//! Every figure includes the load generator: it shares this machine's cores with the
+//! engine, in this process or, with `--load wrk` and `--floor pgbench`, in a process
+//! of its own. The "CPU s/1k" column is this process and such a child (engine and
 //! client together, from getrusage); "PG CPU" is every `postgres` process on the
 //! machine; transactions are the bench database's `xact_commit + xact_rollback`, less
 //! the harness's own queries; WAL is the server's WAL position delta.
@@ -25,15 +26,20 @@ mod harness;
 mod http;
 mod ingest;
 mod latency;
+mod pgbench;
 mod report;
 mod stats;
 mod steady;
+mod tools;
+mod wrk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::bail;
 use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
 use switchyard_core::HumanDuration;
 
 use crate::backend::{Backend, redact};
@@ -60,6 +66,48 @@ pub enum Peer {
     /// graphile-worker 0.17.3, through its `drain.sh` (needs node, npm and psql).
     Graphile,
     None,
+}
+
+/// Who posts the `ingest` workload's requests (`--load`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadGen {
+    /// The harness's own HTTP/1.1 client, in this process.
+    #[default]
+    Builtin,
+    /// `wrk -t2 -c<connections>` in its own process, POSTing a fixed 256-byte body.
+    Wrk,
+}
+
+impl LoadGen {
+    /// What tables and the summary call it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Builtin => "in-process client",
+            Self::Wrk => "wrk",
+        }
+    }
+}
+
+/// Who runs the `floor` workload's single-row inserts (`--floor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FloorClient {
+    /// The harness's own sqlx pool, in this process.
+    #[default]
+    Builtin,
+    /// `pgbench -c<floor-connections> -j2 -M prepared` in its own process (Postgres).
+    Pgbench,
+}
+
+impl FloorClient {
+    /// What tables and the summary call it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Builtin => "sqlx",
+            Self::Pgbench => "pgbench -M prepared",
+        }
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -126,6 +174,16 @@ pub struct Args {
     /// Concurrent keep-alive HTTP connections for `ingest` and `fanout`.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
+    /// Who posts `ingest`'s requests: `wrk` (in its own process) or `builtin` (the
+    /// harness's client, in this process). Default: wrk when it is on PATH.
+    #[arg(long, value_enum)]
+    pub load: Option<LoadGen>,
+    /// Who runs `floor`'s single-row inserts: `pgbench` (in its own process) or
+    /// `builtin` (the harness's sqlx pool). Default: pgbench on Postgres when it is on
+    /// PATH. Given, it also runs `floor` first when the run does not list it, so that
+    /// `ingest` has its denominator from the same run.
+    #[arg(long, value_enum)]
+    pub floor: Option<FloorClient>,
     /// `dispatcher.concurrency` and each no-op trigger's `concurrency` in the bench
     /// engine. A claim holds its slots until its rows come back, so a handler that takes
     /// microseconds leaves the slots in claims: 512 lets two full claims of 256 be in
@@ -176,6 +234,60 @@ fn default_peer_dir() -> PathBuf {
 pub struct Ctx {
     pub backend: Backend,
     pub args: Args,
+    /// `--load`, resolved.
+    pub load: LoadGen,
+    /// `--floor`, resolved.
+    pub floor: FloorClient,
+}
+
+/// `--load` as given (its tool must be installed), else wrk if it is on PATH.
+fn resolve_load(given: Option<LoadGen>) -> anyhow::Result<LoadGen> {
+    match given {
+        Some(LoadGen::Wrk) => tools::WRK.require().map(|()| LoadGen::Wrk),
+        Some(load) => Ok(load),
+        None if tools::WRK.installed() => Ok(LoadGen::Wrk),
+        None => Ok(LoadGen::Builtin),
+    }
+}
+
+/// `--floor` as given (pgbench needs Postgres and must be installed), else pgbench on
+/// Postgres if it is on PATH.
+fn resolve_floor(given: Option<FloorClient>, backend: &Backend) -> anyhow::Result<FloorClient> {
+    match given {
+        Some(FloorClient::Pgbench) if !backend.is_postgres() => {
+            bail!("--floor pgbench needs a Postgres --store")
+        }
+        Some(FloorClient::Pgbench) => tools::PGBENCH.require().map(|()| FloorClient::Pgbench),
+        Some(floor) => Ok(floor),
+        None if backend.is_postgres() && tools::PGBENCH.installed() => Ok(FloorClient::Pgbench),
+        None => Ok(FloorClient::Builtin),
+    }
+}
+
+/// The workloads to run, in order: `all` expanded, each once, and `floor` first when
+/// `--floor` was given for a run without it.
+fn plan(given: &[Workload], floor_given: bool) -> Vec<Workload> {
+    let mut workloads = Vec::new();
+    if floor_given
+        && !given
+            .iter()
+            .any(|w| matches!(w, Workload::Floor | Workload::All))
+    {
+        workloads.push(Workload::Floor);
+    }
+    for &workload in given {
+        let expanded: &[Workload] = if workload == Workload::All {
+            &ALL
+        } else {
+            std::slice::from_ref(&workload)
+        };
+        for &workload in expanded {
+            if !workloads.contains(&workload) {
+                workloads.push(workload);
+            }
+        }
+    }
+    workloads
 }
 
 const ALL: [Workload; 6] = [
@@ -221,21 +333,21 @@ async fn run(cli: Cli) -> ExitCode {
     };
     backend.sample_activity = cli.pg_activity;
     let mut args = cli.args;
-    let mut workloads = Vec::new();
-    for workload in cli.workloads {
-        if workload == Workload::All {
-            workloads.extend(ALL);
-            if args.peer.is_none() && backend.is_postgres() {
-                args.peer = Some(Peer::Graphile);
-            }
-        } else if !workloads.contains(&workload) {
-            workloads.push(workload);
+    let (load, floor) = match (resolve_load(args.load), resolve_floor(args.floor, &backend)) {
+        (Ok(load), Ok(floor)) => (load, floor),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
         }
+    };
+    if cli.workloads.contains(&Workload::All) && args.peer.is_none() && backend.is_postgres() {
+        args.peer = Some(Peer::Graphile);
     }
+    let workloads = plan(&cli.workloads, args.floor.is_some());
     let slots = harness::Slots::of(&args);
     println!(
         "# switchyard-bench on {} ({}), {} cores, duration {:?}, drain events {}, \
-         concurrency {} (each trigger {}), prefetch {}",
+         concurrency {} (each trigger {}), prefetch {}, ingest load {}, floor {}",
         backend.label(),
         redact(&cli.store),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -245,9 +357,16 @@ async fn run(cli: Cli) -> ExitCode {
         slots.trigger_concurrency,
         slots
             .prefetch
-            .map_or_else(|| "default".to_owned(), |n| n.to_string())
+            .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+        load.label(),
+        floor.label()
     );
-    let ctx = Ctx { backend, args };
+    let ctx = Ctx {
+        backend,
+        args,
+        load,
+        floor,
+    };
     let mut failed = false;
     let mut rounds = Vec::new();
     for round in 1..=cli.repeat {
@@ -284,5 +403,23 @@ async fn run(cli: Cli) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ALL, Workload, plan};
+
+    #[test]
+    fn a_given_floor_runs_the_floor_workload_first() {
+        use Workload::{Floor, Ingest, Latency};
+        assert_eq!(plan(&[Ingest], true), [Floor, Ingest]);
+        assert_eq!(plan(&[Ingest], false), [Ingest]);
+        assert_eq!(plan(&[Ingest, Floor], true), [Ingest, Floor]);
+        assert_eq!(plan(&[Latency, Workload::All], true), {
+            let mut all = vec![Latency];
+            all.extend(ALL.iter().filter(|w| **w != Latency));
+            all
+        });
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Usage;
 use crate::stats::{Percentiles, fmt_int, fmt_us};
+use crate::{FloorClient, LoadGen};
 
 /// One measured run of a workload: a line of its table.
 #[derive(Clone, Debug)]
@@ -141,14 +142,21 @@ pub fn print_table(title: &str, latency_label: &str, rows: &[Row]) {
 }
 
 /// The headline figures, filled in by the workloads that ran. A run with `--against`
-/// reads each build's from the JSON its child process writes.
+/// reads each build's from the JSON its child process writes; a build that predates
+/// `--load` and `--floor` writes neither, and used the built-in clients.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Summary {
     pub backend: String,
     pub floor_single: Option<f64>,
+    /// Who ran the single-row inserts of `floor_single`.
+    #[serde(default)]
+    pub floor_client: FloorClient,
     pub floor_batch: Option<f64>,
     pub ingest: Option<(f64, u64)>,
     pub ingest_pure: Option<(f64, u64)>,
+    /// Who posted the requests of `ingest` and `ingest_pure`.
+    #[serde(default)]
+    pub ingest_load: LoadGen,
     pub drain: Option<f64>,
     pub graphile: Option<f64>,
     pub latency: Option<Percentiles>,
@@ -291,10 +299,11 @@ fn median(values: &mut [f64]) -> f64 {
 impl Summary {
     fn lines(&self) -> Vec<Line> {
         let mut lines = Vec::new();
+        let (load, floor) = (self.ingest_load.label(), self.floor_client.label());
         if let Some(rate) = self.floor_single {
             lines.push(
                 Line::info(
-                    "floor: single-row INSERT, 8 conns",
+                    format!("floor: single-row INSERT, 8 conns ({floor})"),
                     format!("{} rows/s", fmt_int(rate)),
                     Score::plain(rate, per_second),
                 )
@@ -317,14 +326,14 @@ impl Summary {
         ] {
             let Some((rate, p99)) = ingest else { continue };
             lines.push(Line::info(
-                format!("ingest, {kind}"),
+                format!("ingest, {kind} ({load})"),
                 format!("{} ev/s, p99 {}", fmt_int(rate), fmt_us(p99)),
                 Score::plain(rate, per_second),
             ));
-            if let Some(floor) = self.floor_single {
+            if let Some(floor_rate) = self.floor_single {
                 lines.push(Line::scored(
-                    format!("ingest ({kind}) / floor single-row"),
-                    Score::at_least(rate / floor, 2.0, ratio),
+                    format!("ingest ({kind}, {load}) / floor single-row ({floor})"),
+                    Score::at_least(rate / floor_rate, 2.0, ratio),
                 ));
             }
         }
@@ -559,6 +568,7 @@ fn comparison(a: &[Summary], b: &[Summary]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::{Score, Summary, comparison, median, micros, per_second, ratio};
+    use crate::{FloorClient, LoadGen};
 
     #[test]
     fn a_score_states_and_judges_its_target() {
@@ -613,6 +623,43 @@ mod tests {
         let ratio_row = row("fanout16 / fanout1 deliveries/s");
         assert_eq!(ratio_row[5], "1.09x");
         assert_eq!(ratio_row[7], "MISSED / MISSED");
+    }
+
+    #[test]
+    fn the_ingest_ratio_names_its_load_generator_and_floor() {
+        let summary = Summary {
+            backend: "postgres".to_owned(),
+            floor_single: Some(10_000.0),
+            floor_client: FloorClient::Pgbench,
+            ingest_pure: Some((20_000.0, 5_000)),
+            ingest_load: LoadGen::Wrk,
+            ..Summary::default()
+        };
+        let line = summary
+            .lines()
+            .into_iter()
+            .find(|line| line.figure.contains(" / floor"))
+            .expect("a ratio line");
+        assert_eq!(
+            line.figure,
+            "ingest (no triggers, wrk) / floor single-row (pgbench -M prepared)"
+        );
+        assert_eq!(
+            (line.measured.as_str(), line.verdict().as_str()),
+            ("2.00x", "met")
+        );
+    }
+
+    #[test]
+    fn a_summary_without_load_or_floor_used_the_built_in_clients() {
+        let older = r#"{"backend":"postgres","floor_single":9000.0,"floor_batch":null,
+            "ingest":null,"ingest_pure":[18000.0,4000],"drain":null,"graphile":null,
+            "latency":null,"fanout":[],"steady_best":null,"steady_tried":[]}"#;
+        let summary: Summary = serde_json::from_str(older).unwrap();
+        assert_eq!(summary.ingest_load, LoadGen::Builtin);
+        assert_eq!(summary.floor_client, FloorClient::Builtin);
+        assert!(summary.lines().iter().any(|line| line.figure
+            == "ingest (no triggers, in-process client) / floor single-row (sqlx)"));
     }
 
     #[test]
