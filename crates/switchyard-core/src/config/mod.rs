@@ -462,6 +462,14 @@ impl Config {
                         };
                         err(format!("{at}.cron.{field}"), e.to_string());
                     }
+                    // Every tick carries the payload; the event log must be able to hold it.
+                    if let Some(payload) = &cron.data {
+                        let tick =
+                            crate::Event::new(name.as_str(), "", "").with_json(payload.clone());
+                        if let Err(unstorable) = tick.check_storable() {
+                            err(format!("{at}.cron.data"), unstorable.to_string());
+                        }
+                    }
                 }
                 SourceConfig::S3(s3) => s3.check(&format!("{at}.s3"), &mut err),
                 other => err(

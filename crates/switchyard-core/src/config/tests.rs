@@ -111,6 +111,7 @@ sources:
   std: { http: { path: /std, verify: { standard_webhooks: { secret: "whsec_not base64!" } } } }
   nightly: { cron: { schedule: "0 61 2 * * *", timezone: Europe/Berlin } }
   hourly: { cron: { schedule: "@hourly", timezone: Mars/Olympus } }
+  ticks: { cron: { schedule: "@hourly", data: { note: "a\u0000b" } } }
 triggers:
   t1: { source: nowhere, handler: log }
   t2: { source: hooks, handler: resize_imagez }
@@ -124,7 +125,8 @@ triggers:
         "sources.std.http.verify.standard_webhooks.secret: is not whsec_ followed by a base64 key",
         "sources.nightly.cron.schedule: \"0 61 2 * * *\" is not a cron expression",
         "sources.hourly.cron.timezone: \"Mars/Olympus\" is not an IANA time zone",
-        "triggers.t1.source: unknown source \"nowhere\" (defined: again, health, hooks, hourly, nightly, orders, std)",
+        "sources.ticks.cron.data: data.note holds a NUL character (U+0000), which the event log cannot store",
+        "triggers.t1.source: unknown source \"nowhere\" (defined: again, health, hooks, hourly, nightly, orders, std, ticks)",
         "triggers.t2.handler: unknown handler \"resize_imagez\"",
         "triggers.t3.retry.max_attempts: must be at least 1",
         "triggers.t3.retry.initial: 1h is longer than retry.max (1m)",
