@@ -160,6 +160,16 @@ async fn refuse_poison(backend: Backend, url: &str) {
     run_sql(backend, url, sql).await;
 }
 
+/// An engine whose one trigger counts the events of the HTTP source `/hooks` in `runs`.
+async fn counting_engine(store_url: &str, runs: &Runs) -> switchyard::RunningEngine {
+    start(
+        Engine::from_cli().handler("count", runs.handler()),
+        "sources: { hooks: { http: { path: /hooks } } }\ntriggers: { count: { source: hooks, handler: count } }\n",
+        store_url,
+    )
+    .await
+}
+
 /// A request a client might send, and the status it must get.
 struct Probe {
     what: &'static str,
@@ -240,12 +250,7 @@ async fn poison_input_fails_alone(backend: Backend) {
     const VALID_PER_CLIENT: usize = 40;
     let store_url = fresh_store(backend).await;
     let runs = Runs::default();
-    let engine = start(
-        Engine::from_cli().handler("count", runs.handler()),
-        "sources: { hooks: { http: { path: /hooks } } }\ntriggers: { count: { source: hooks, handler: count } }\n",
-        &store_url,
-    )
-    .await;
+    let engine = counting_engine(&store_url, &runs).await;
     refuse_poison(backend, &store_url).await;
     let addr = engine.local_addr();
 
@@ -1019,12 +1024,7 @@ async fn sqlite_heals_once_a_full_disk_has_room_again() {
     let disk = SmallDisk::mount(8);
     let store_url = format!("sqlite://{}", disk.0.join("switchyard.db").display());
     let runs = Runs::default();
-    let engine = start(
-        Engine::from_cli().handler("count", runs.handler()),
-        "sources: { hooks: { http: { path: /hooks } } }\ntriggers: { count: { source: hooks, handler: count } }\n",
-        &store_url,
-    )
-    .await;
+    let engine = counting_engine(&store_url, &runs).await;
     let addr = engine.local_addr();
     let post = |n: usize| async move {
         let body = json!({ "n": n, "pad": "x".repeat(100_000) });

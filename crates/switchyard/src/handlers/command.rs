@@ -687,11 +687,21 @@ mod tests {
         panic!("the command never wrote its pid");
     }
 
+    /// A script that starts a background process, writes its pid to `$1`, then runs
+    /// `rest`: killing only the direct child would leave the background one running.
+    fn forking(rest: &str, pid_file: &TempFile) -> CommandHandler {
+        sh(
+            &format!(r#"sleep 600 & echo $! > "$1"; {rest}"#),
+            &[pid_file.path()],
+        )
+    }
+
+    /// Dropping the attempt (its deadline passed) kills the program's whole group.
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn dropping_the_attempt_kills_the_program() {
+    async fn dropping_the_attempt_kills_the_program_and_its_children() {
         let pid_file = TempFile::new();
-        let command = sh(r#"echo $$ > "$1"; exec sleep 30"#, &[pid_file.path()]);
+        let command = forking("exec sleep 30", &pid_file);
         let attempt = command.handle(test_context("t"), event());
         let outcome = tokio::time::timeout(Duration::from_millis(300), attempt).await;
         assert!(outcome.is_err(), "the attempt should still be running");
@@ -704,9 +714,9 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn cancellation_kills_the_program() {
+    async fn cancellation_kills_the_program_and_its_children() {
         let pid_file = TempFile::new();
-        let command = sh(r#"echo $$ > "$1"; exec sleep 30"#, &[pid_file.path()]);
+        let command = forking("exec sleep 30", &pid_file);
         let ctx = test_context("t");
         let token = ctx.cancellation().clone();
         let attempt = tokio::spawn(async move { command.handle(ctx, event()).await });
@@ -721,46 +731,18 @@ mod tests {
         );
     }
 
-    /// The whole process group goes when the attempt ends: by the deadline (the
-    /// future is dropped), by cancellation, or by the program's own exit.
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn background_processes_die_with_their_attempt() {
-        let forks = r#"sleep 600 & echo $! > "$1"; "#;
-
+    async fn the_programs_children_die_when_it_exits() {
         let pid_file = TempFile::new();
-        let command = sh(&format!("{forks}sleep 600"), &[pid_file.path()]);
-        let attempt = command.handle(test_context("t"), event());
-        let outcome = tokio::time::timeout(Duration::from_millis(300), attempt).await;
-        assert!(outcome.is_err(), "the attempt should still be running");
-        let pid = wait_for_pid(&pid_file).await;
-        assert!(
-            wait_until_dead(&pid).await,
-            "{pid} outlived its timed-out attempt"
-        );
-
-        let pid_file = TempFile::new();
-        let command = sh(&format!("{forks}sleep 600"), &[pid_file.path()]);
-        let ctx = test_context("t");
-        let token = ctx.cancellation().clone();
-        let attempt = tokio::spawn(async move { command.handle(ctx, event()).await });
-        let pid = wait_for_pid(&pid_file).await;
-        token.cancel();
-        attempt.await.unwrap().expect_err("cancelled");
-        assert!(
-            wait_until_dead(&pid).await,
-            "{pid} outlived its cancelled attempt"
-        );
-
-        let pid_file = TempFile::new();
-        sh(&format!("{forks}exit 0"), &[pid_file.path()])
+        forking("exit 0", &pid_file)
             .handle(test_context("t"), event())
             .await
             .unwrap();
         let pid = wait_for_pid(&pid_file).await;
         assert!(
             wait_until_dead(&pid).await,
-            "{pid} outlived the program that started it"
+            "process {pid} outlived the program that started it"
         );
     }
 
