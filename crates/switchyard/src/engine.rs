@@ -24,14 +24,6 @@ use crate::sources::cron::CronRuntime;
 use crate::sources::http::HttpSourceRuntime;
 use crate::sources::s3::{AwsClients, S3Clients, S3Runtime};
 
-/// How many group commits may wait on Postgres at once. Each waits for its WAL flush,
-/// so one more in flight lets the next batch go without waiting; but every extra one
-/// splits the queue into smaller transactions, and a transaction costs Postgres CPU
-/// whatever its size. Measured on 2 cores (docs/benchmarks.md, 2026-12-03 evening):
-/// 2 in flight took about 17 events per commit and 11% more events per second than 4
-/// (about 9 per commit); 8 was slower still. SQLite commits one at a time.
-const POSTGRES_APPENDS_IN_FLIGHT: usize = 2;
-
 /// The engine a user's binary builds: register handlers, then hand over to the CLI.
 ///
 /// ```no_run
@@ -222,11 +214,6 @@ impl Parts {
         let metrics = Arc::new(Metrics::new());
         let wake = Arc::new(Notify::new());
         let router = Arc::new(Router::new(config));
-        let parallel_commits = if config.store.starts_with("sqlite:") {
-            1
-        } else {
-            POSTGRES_APPENDS_IN_FLIGHT
-        };
         let mut triggers = Vec::new();
         for (name, trigger) in config.triggers.iter().filter(|(_, t)| t.enabled) {
             let handler: Arc<dyn Handler> = match &trigger.handler {
@@ -276,7 +263,6 @@ impl Parts {
             metrics.clone(),
             dispatcher.clone(),
             wake.clone(),
-            parallel_commits,
         );
         let http_sources = config
             .sources
