@@ -67,9 +67,10 @@ impl Runs {
 }
 
 /// Every event of the log, with its deliveries' statuses and last errors by trigger.
-async fn log_of(
-    store: &dyn Store,
-) -> Vec<(Uuid, HashMap<String, (DeliveryStatus, Option<String>)>)> {
+type Log = Vec<(Uuid, HashMap<String, (DeliveryStatus, Option<String>)>)>;
+
+/// Reads the whole [`Log`].
+async fn log_of(store: &dyn Store) -> Log {
     let events = store
         .list_events(&EventQuery {
             limit: 0,
@@ -91,9 +92,7 @@ async fn log_of(
 }
 
 /// Waits until no delivery in the log is pending or running.
-async fn settled(
-    store: &dyn Store,
-) -> Vec<(Uuid, HashMap<String, (DeliveryStatus, Option<String>)>)> {
+async fn settled(store: &dyn Store) -> Log {
     eventually(WAIT, "every delivery to finish", || async {
         let log = log_of(store).await;
         log.iter()
@@ -102,6 +101,29 @@ async fn settled(
             .then_some(log)
     })
     .await
+}
+
+/// Waits until every delivery has finished, checks that every `acknowledged` event
+/// id is in the log, and returns the log.
+async fn settled_with(store: &dyn Store, acknowledged: &[String]) -> Log {
+    let log = settled(store).await;
+    let logged: Vec<String> = log.iter().map(|(id, _)| id.to_string()).collect();
+    for id in acknowledged {
+        assert!(
+            logged.contains(id),
+            "acknowledged event {id} is not in the log"
+        );
+    }
+    log
+}
+
+/// The event id of an ingest answer.
+async fn event_id(response: reqwest::Response) -> String {
+    let answer: Value = response.json().await.unwrap();
+    answer["id"]
+        .as_str()
+        .expect("an answer with an id")
+        .to_owned()
 }
 
 /// Runs SQL on a test store's database from outside the engine, as an operator (or a
@@ -310,21 +332,14 @@ async fn poison_input_fails_alone(backend: Backend) {
     acknowledged.extend(poison_stored.iter().cloned());
 
     let store = engine.store().clone();
-    let log = settled(&*store).await;
-    let logged: Vec<String> = log.iter().map(|(id, _)| id.to_string()).collect();
-    for id in &acknowledged {
-        assert!(
-            logged.contains(id),
-            "acknowledged event {id} is not in the log"
-        );
-    }
+    let log = settled_with(&*store, &acknowledged).await;
     assert_eq!(
-        logged.len(),
+        log.len(),
         acknowledged.len(),
         "only acknowledged events are in the log"
     );
     eventually(WAIT, "every logged event to be delivered", || async {
-        (runs.events() == logged.len()).then_some(())
+        (runs.events() == log.len()).then_some(())
     })
     .await;
 
@@ -352,7 +367,7 @@ async fn poison_input_fails_alone(backend: Backend) {
         row: format!("poison input beside valid traffic ({backend:?})"),
         sent: CLIENTS * VALID_PER_CLIENT + poison_sent,
         acknowledged: acknowledged.len(),
-        logged: logged.len(),
+        logged: log.len(),
         delivered: runs.events(),
         duplicates: runs.duplicates(),
     }
@@ -930,22 +945,10 @@ async fn a_restarted_and_stopped_database_loses_nothing_acknowledged() {
         "the engine accepts again without a restart"
     );
     sent += 1;
-    acknowledged.push(
-        response.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    );
+    acknowledged.push(event_id(response).await);
 
     let store = open(&cluster.url()).await;
-    let log = settled(&*store).await;
-    let logged: Vec<String> = log.iter().map(|(id, _)| id.to_string()).collect();
-    for id in &acknowledged {
-        assert!(
-            logged.contains(id),
-            "acknowledged event {id} is not in the log"
-        );
-    }
+    let log = settled_with(&*store, &acknowledged).await;
     for (id, deliveries) in &log {
         assert_eq!(deliveries["mark"].0, DeliveryStatus::Succeeded, "{id}");
     }
@@ -956,7 +959,7 @@ async fn a_restarted_and_stopped_database_loses_nothing_acknowledged() {
     distinct.dedup();
     assert_eq!(
         distinct.len(),
-        logged.len(),
+        log.len(),
         "every logged event was delivered"
     );
     Tally {
@@ -965,7 +968,7 @@ async fn a_restarted_and_stopped_database_loses_nothing_acknowledged() {
         ),
         sent,
         acknowledged: acknowledged.len(),
-        logged: logged.len(),
+        logged: log.len(),
         delivered: distinct.len(),
         duplicates: marks.len() - distinct.len(),
     }
@@ -1036,12 +1039,7 @@ async fn sqlite_heals_once_a_full_disk_has_room_again() {
         let response = post(n).await;
         sent += 1;
         assert_eq!(response.status(), 202);
-        acknowledged.push(
-            response.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        acknowledged.push(event_id(response).await);
     }
 
     let filler = disk.fill();
@@ -1050,12 +1048,7 @@ async fn sqlite_heals_once_a_full_disk_has_room_again() {
         let response = post(n).await;
         sent += 1;
         match response.status().as_u16() {
-            202 => acknowledged.push(
-                response.json::<Value>().await.unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            ),
+            202 => acknowledged.push(event_id(response).await),
             503 => {
                 assert!(response.headers().contains_key("retry-after"));
                 refused += 1;
@@ -1089,31 +1082,19 @@ async fn sqlite_heals_once_a_full_disk_has_room_again() {
         let response = post(n).await;
         sent += 1;
         assert_eq!(response.status(), 202, "ingest heals without a restart");
-        acknowledged.push(
-            response.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        acknowledged.push(event_id(response).await);
     }
     let store = engine.store().clone();
-    let log = settled(&*store).await;
-    let logged: Vec<String> = log.iter().map(|(id, _)| id.to_string()).collect();
-    for id in &acknowledged {
-        assert!(
-            logged.contains(id),
-            "acknowledged event {id} is not in the log"
-        );
-    }
+    let log = settled_with(&*store, &acknowledged).await;
     eventually(WAIT, "every logged event to be delivered", || async {
-        (runs.events() == logged.len()).then_some(())
+        (runs.events() == log.len()).then_some(())
     })
     .await;
     Tally {
         row: format!("SQLite disk full, then space freed ({refused} answered 503)"),
         sent,
         acknowledged: acknowledged.len(),
-        logged: logged.len(),
+        logged: log.len(),
         delivered: runs.events(),
         duplicates: runs.duplicates(),
     }
