@@ -1013,8 +1013,9 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        // Best effort: the mount point is in the temp directory.
-        let _ = Command::new("umount").arg(&self.0).output();
+        // Best effort: the mount point is in the temp directory. Lazily, since a failed
+        // test's engine may still hold the database open.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
