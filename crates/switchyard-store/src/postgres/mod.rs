@@ -62,10 +62,10 @@ pub struct PostgresStore {
 /// key. The planner prices them from statistics that a queue outruns (it fills from
 /// empty in seconds, and the first `ANALYZE` saw it empty), and with every page in
 /// shared buffers it overprices index lookups as random reads.
-/// So on a table of 20,000 rows it chose to read every pending row and sort them for a
-/// claim of 256 (14 ms against 6 ms), and to read and hash the whole table for a finish
-/// of 256 (11–20 ms against 3 ms). Turning off the two whole-table strategies leaves it
-/// the index plans; a statement that has no index path still runs.
+/// Left to itself, on a table of 20,000 rows it reads every pending row and sorts them
+/// for a claim of 256 (14 ms against 6 ms), and reads and hashes the whole table for a
+/// finish of 256 (11–20 ms against 3 ms). Turning off the two whole-table strategies
+/// leaves it the index plans; a statement that has no index path still runs.
 const INDEX_PLANS: [(&str, &str); 2] = [("enable_seqscan", "off"), ("enable_bitmapscan", "off")];
 
 impl PostgresStore {

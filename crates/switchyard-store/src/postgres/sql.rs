@@ -182,9 +182,9 @@ pub(super) const HEARTBEAT: &str = "
 /// The fence is the lease token alone: a delivery has one exactly while it is running
 /// (every statement that ends a run clears it). A condition on `status` would say
 /// nothing more, and the planner would take its estimate from statistics gathered
-/// when nothing was running (a freshly filled queue): it then scanned the whole table
-/// for every batch (40 ms against 5 ms per 256 at the start of a drain) instead of
-/// looking each id up in the primary key.
+/// when nothing was running (a freshly filled queue): it would then scan the whole
+/// table for every batch (40 ms against 5 ms per 256 at the start of a drain) instead
+/// of looking each id up in the primary key.
 ///
 /// Returns the input positions (from 1) that were accepted, plus one row of NULLs
 /// when the signal went out.
