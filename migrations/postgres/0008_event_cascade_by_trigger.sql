@@ -3,7 +3,7 @@
 -- creates deliveries already proves the event exists: an append inserts the event and
 -- its deliveries in one statement, and a replay locks the event itself. With a fan-out
 -- of 16 that was 16 lookups and locks per event; without them a fan-out delivers
--- about a tenth more per second (docs/benchmarks.md, eighth session).
+-- about a tenth more per second.
 --
 -- What the key's `on delete cascade` did, these triggers do: deleting events deletes
 -- their deliveries, in one statement per statement, and truncating the events

@@ -13,95 +13,126 @@ use std::pin::Pin;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationSource, MigrationType, Migrator};
 
-/// One backend's migrations: `(version, description, SQL)`, in version order.
+/// One backend's migrations: `(version, description, SQL)`, in version order, and the
+/// migrations among them whose comments were reworded after databases applied them.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Embedded(&'static [(i64, &'static str, &'static str)]);
+pub(crate) struct Embedded(
+    &'static [(i64, &'static str, &'static str)],
+    &'static [Reworded],
+);
 
-pub(crate) const POSTGRES: Embedded = Embedded(&[
-    (
-        1,
-        "event log",
-        include_str!("../../../migrations/postgres/0001_event_log.sql"),
-    ),
-    (
-        2,
-        "schedules",
-        include_str!("../../../migrations/postgres/0002_schedules.sql"),
-    ),
-    (
-        3,
-        "source state",
-        include_str!("../../../migrations/postgres/0003_source_state.sql"),
-    ),
-    (
-        4,
-        "claim order index",
-        include_str!("../../../migrations/postgres/0004_claim_order_index.sql"),
-    ),
-    (
-        5,
-        "lease index",
-        include_str!("../../../migrations/postgres/0005_lease_index.sql"),
-    ),
-    (
-        6,
-        "final attempt on delivery",
-        include_str!("../../../migrations/postgres/0006_final_attempt_on_delivery.sql"),
-    ),
-    (
-        7,
-        "hot claim",
-        include_str!("../../../migrations/postgres/0007_hot_claim.sql"),
-    ),
-    (
-        8,
-        "event cascade by trigger",
-        include_str!("../../../migrations/postgres/0008_event_cascade_by_trigger.sql"),
-    ),
-    (
-        9,
-        "readiness",
-        include_str!("../../../migrations/postgres/0009_readiness.sql"),
-    ),
-]);
+/// A migration whose comments changed after databases applied it. A database records
+/// each migration's checksum when it applies it, and refuses to run when a file's
+/// checksum differs; such a migration keeps the checksum of the file as applied. A test
+/// checks that its statements (the file without comment lines) are still the ones that
+/// were applied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reworded {
+    version: i64,
+    /// SHA-384 of the file as databases applied it, in hex.
+    applied: &'static str,
+    /// SHA-384 of its statements: its lines, less those that are comments, joined by
+    /// newlines, in hex.
+    #[cfg(test)]
+    statements: &'static str,
+}
 
-pub(crate) const SQLITE: Embedded = Embedded(&[
-    (
-        1,
-        "event log",
-        include_str!("../../../migrations/sqlite/0001_event_log.sql"),
-    ),
-    (
-        2,
-        "schedules",
-        include_str!("../../../migrations/sqlite/0002_schedules.sql"),
-    ),
-    (
-        3,
-        "source state",
-        include_str!("../../../migrations/sqlite/0003_source_state.sql"),
-    ),
-    (
-        4,
-        "claim order index",
-        include_str!("../../../migrations/sqlite/0004_claim_order_index.sql"),
-    ),
-    (
-        5,
-        "final attempt on delivery",
-        include_str!("../../../migrations/sqlite/0005_final_attempt_on_delivery.sql"),
-    ),
-    (
-        6,
-        "lease on pending",
-        include_str!("../../../migrations/sqlite/0006_lease_on_pending.sql"),
-    ),
-    (
-        7,
-        "readiness",
-        include_str!("../../../migrations/sqlite/0007_readiness.sql"),
-    ),
-]);
+pub(crate) const POSTGRES: Embedded = Embedded(
+    &[
+        (
+            1,
+            "event log",
+            include_str!("../../../migrations/postgres/0001_event_log.sql"),
+        ),
+        (
+            2,
+            "schedules",
+            include_str!("../../../migrations/postgres/0002_schedules.sql"),
+        ),
+        (
+            3,
+            "source state",
+            include_str!("../../../migrations/postgres/0003_source_state.sql"),
+        ),
+        (
+            4,
+            "claim order index",
+            include_str!("../../../migrations/postgres/0004_claim_order_index.sql"),
+        ),
+        (
+            5,
+            "lease index",
+            include_str!("../../../migrations/postgres/0005_lease_index.sql"),
+        ),
+        (
+            6,
+            "final attempt on delivery",
+            include_str!("../../../migrations/postgres/0006_final_attempt_on_delivery.sql"),
+        ),
+        (
+            7,
+            "hot claim",
+            include_str!("../../../migrations/postgres/0007_hot_claim.sql"),
+        ),
+        (
+            8,
+            "event cascade by trigger",
+            include_str!("../../../migrations/postgres/0008_event_cascade_by_trigger.sql"),
+        ),
+        (
+            9,
+            "readiness",
+            include_str!("../../../migrations/postgres/0009_readiness.sql"),
+        ),
+    ],
+    &[Reworded {
+        version: 8,
+        applied: "91ba07305490eb9721812fee49b6954f627dd2787e2f55724d22228d41799bb303fc5c27bc190bdd11192f8f5c4a6d49",
+        #[cfg(test)]
+        statements: "030e9f3a9e7801368c1c35e097fc0f103894522d30bfa30a46ecfdd60b2e4771918f6957159742e8f3da7b7399b7355d",
+    }],
+);
+
+pub(crate) const SQLITE: Embedded = Embedded(
+    &[
+        (
+            1,
+            "event log",
+            include_str!("../../../migrations/sqlite/0001_event_log.sql"),
+        ),
+        (
+            2,
+            "schedules",
+            include_str!("../../../migrations/sqlite/0002_schedules.sql"),
+        ),
+        (
+            3,
+            "source state",
+            include_str!("../../../migrations/sqlite/0003_source_state.sql"),
+        ),
+        (
+            4,
+            "claim order index",
+            include_str!("../../../migrations/sqlite/0004_claim_order_index.sql"),
+        ),
+        (
+            5,
+            "final attempt on delivery",
+            include_str!("../../../migrations/sqlite/0005_final_attempt_on_delivery.sql"),
+        ),
+        (
+            6,
+            "lease on pending",
+            include_str!("../../../migrations/sqlite/0006_lease_on_pending.sql"),
+        ),
+        (
+            7,
+            "readiness",
+            include_str!("../../../migrations/sqlite/0007_readiness.sql"),
+        ),
+    ],
+    &[],
+);
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send>> {
@@ -109,17 +140,29 @@ impl MigrationSource<'static> for Embedded {
             .0
             .iter()
             .map(|&(version, description, sql)| {
-                Migration::new(
+                let mut migration = Migration::new(
                     version,
                     Cow::Borrowed(description),
                     MigrationType::Simple,
                     Cow::Borrowed(sql),
                     false,
-                )
+                );
+                if let Some(reworded) = self.1.iter().find(|r| r.version == version) {
+                    migration.checksum = Cow::Owned(from_hex(reworded.applied));
+                }
+                migration
             })
             .collect();
         Box::pin(std::future::ready(Ok(migrations)))
     }
+}
+
+/// The bytes of a hex string of even length.
+fn from_hex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).expect("a hex checksum"))
+        .collect()
 }
 
 /// Applies `migrations` that `conn` has not applied yet, under the backend's migration
@@ -148,6 +191,8 @@ mod tests {
     use std::path::Path;
 
     use sqlx::{Connection, PgConnection, SqliteConnection};
+
+    use sha2::{Digest, Sha384};
 
     use super::{Embedded, POSTGRES, SQLITE, run};
 
@@ -185,6 +230,36 @@ mod tests {
             .iter()
             .map(|&(version, description, sql)| (version, description.to_owned(), sql.to_owned()))
             .collect()
+    }
+
+    /// A reworded migration's statements are the ones databases applied, and its
+    /// applied checksum is not the file's own (else it needs no entry).
+    #[test]
+    fn reworded_migrations_changed_only_comments() {
+        for embedded in [POSTGRES, SQLITE] {
+            for reworded in embedded.1 {
+                let &(_, _, sql) = embedded
+                    .0
+                    .iter()
+                    .find(|(version, _, _)| *version == reworded.version)
+                    .expect("a reworded migration is embedded");
+                let statements: Vec<&str> = sql
+                    .lines()
+                    .filter(|line| !line.trim_start().starts_with("--"))
+                    .collect();
+                assert_eq!(
+                    hex(&Sha384::digest(statements.join("\n"))),
+                    reworded.statements,
+                    "migration {} changed more than its comments",
+                    reworded.version
+                );
+                assert_ne!(hex(&Sha384::digest(sql)), reworded.applied);
+            }
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
     #[test]
@@ -267,7 +342,9 @@ mod tests {
     #[tokio::test]
     async fn sqlite_final_attempts_move_onto_their_deliveries() {
         let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
-        run(Embedded(&SQLITE.0[..4]), &mut conn).await.unwrap();
+        run(Embedded(&SQLITE.0[..4], SQLITE.1), &mut conn)
+            .await
+            .unwrap();
         let seed = [
             "INSERT INTO events (id, source_name, source, type, time, received_at)
              VALUES ('e', 's', '/s', 't', '2026-05-01T12:00:00.000000Z',
@@ -294,7 +371,9 @@ mod tests {
     #[tokio::test]
     async fn sqlite_running_deliveries_keep_their_lease() {
         let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
-        run(Embedded(&SQLITE.0[..5]), &mut conn).await.unwrap();
+        run(Embedded(&SQLITE.0[..5], SQLITE.1), &mut conn)
+            .await
+            .unwrap();
         for statement in [
             "INSERT INTO events (id, source_name, source, type, time, received_at)
              VALUES ('e', 's', '/s', 't', '2026-05-01T12:00:00.000000Z',
@@ -361,7 +440,9 @@ mod tests {
     #[tokio::test]
     async fn postgres_final_attempts_move_onto_their_deliveries() {
         let (admin, name, mut conn) = scratch_database().await;
-        run(Embedded(&POSTGRES.0[..5]), &mut conn).await.unwrap();
+        run(Embedded(&POSTGRES.0[..5], POSTGRES.1), &mut conn)
+            .await
+            .unwrap();
         let seed = [
             "INSERT INTO events (id, source_name, source, type, time)
              VALUES ('0190a0f0-0000-7000-8000-000000000001', 's', '/s', 't', now())",
@@ -381,7 +462,9 @@ mod tests {
     #[tokio::test]
     async fn postgres_running_deliveries_keep_their_lease_when_claims_become_hot() {
         let (admin, name, mut conn) = scratch_database().await;
-        run(Embedded(&POSTGRES.0[..6]), &mut conn).await.unwrap();
+        run(Embedded(&POSTGRES.0[..6], POSTGRES.1), &mut conn)
+            .await
+            .unwrap();
         let token = "0190a0f0-0000-7000-8000-0000000000aa";
         for statement in [
             "INSERT INTO events (id, source_name, source, type, time)
