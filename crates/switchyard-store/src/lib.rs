@@ -15,7 +15,7 @@
 
 mod migrations;
 mod postgres;
-mod rows;
+mod queue;
 mod sqlite;
 mod storable;
 mod types;

@@ -110,7 +110,7 @@ impl Engine {
         config.validate(&|name| registry.contains(name))?;
         let store = switchyard_store::open(&config.store).await?;
         store.migrate().await?;
-        let mut parts = Parts::build(&config, store, &registry, self.resources).await?;
+        let mut runtime = EngineRuntime::build(&config, store, &registry, self.resources).await?;
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .map_err(|source| EngineError::Listen {
@@ -124,24 +124,26 @@ impl Engine {
                 source,
             })?;
         let shutdown = CancellationToken::new();
-        let app = server::router(&config, &parts);
+        let app = server::router(&config, &runtime);
         let server = tokio::spawn(
             crate::listener::Listener::new(listener, app, &config.http).serve(shutdown.clone()),
         );
-        let dispatcher = parts.dispatcher.clone().start(shutdown.clone());
+        let dispatcher = runtime.dispatcher.clone().start(shutdown.clone());
         let mut sources = Vec::new();
-        for cron in std::mem::take(&mut parts.cron_sources) {
+        for cron in std::mem::take(&mut runtime.cron_sources) {
             sources.push(tokio::spawn(
-                cron.run(parts.source_deps(), shutdown.clone()),
+                cron.run(runtime.source_deps(), shutdown.clone()),
             ));
         }
-        for s3 in std::mem::take(&mut parts.s3_sources) {
-            sources.push(tokio::spawn(s3.run(parts.source_deps(), shutdown.clone())));
+        for s3 in std::mem::take(&mut runtime.s3_sources) {
+            sources.push(tokio::spawn(
+                s3.run(runtime.source_deps(), shutdown.clone()),
+            ));
         }
         tracing::info!(%local_addr, store = %switchyard_core::config::redact_url(&config.store), triggers = config.triggers.len(), "switchyard is running");
         Ok(RunningEngine {
             local_addr,
-            store: parts.store.clone(),
+            store: runtime.store.clone(),
             shutdown,
             server,
             dispatcher,
@@ -190,7 +192,7 @@ impl RunningEngine {
 
 /// Everything built from a configuration, shared by the server, the dispatcher and
 /// the test kit.
-pub(crate) struct Parts {
+pub(crate) struct EngineRuntime {
     pub store: Arc<dyn Store>,
     pub ingest: Ingest,
     pub dispatcher: Arc<Dispatcher>,
@@ -202,7 +204,7 @@ pub(crate) struct Parts {
     pub wake: Arc<Notify>,
 }
 
-impl Parts {
+impl EngineRuntime {
     /// Builds everything but starts no source. The `s3` sources' clients are built
     /// here (no request is made) and shared with handlers through `resources`.
     pub async fn build(

@@ -19,7 +19,7 @@ use switchyard_store::{DeadQuery, DeliveryStatus, EventQuery, Store};
 use uuid::Uuid;
 
 use crate::dispatch::Dispatcher;
-use crate::engine::Parts;
+use crate::engine::EngineRuntime;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::replay;
@@ -34,19 +34,19 @@ struct AppState {
 }
 
 /// Builds the listener's routes for `config`.
-pub fn router(config: &Config, parts: &Parts) -> Router {
+pub fn router(config: &Config, runtime: &EngineRuntime) -> Router {
     let state = AppState {
-        store: parts.store.clone(),
-        ingest: parts.ingest.clone(),
-        dispatcher: parts.dispatcher.clone(),
-        metrics: parts.metrics.clone(),
+        store: runtime.store.clone(),
+        ingest: runtime.ingest.clone(),
+        dispatcher: runtime.dispatcher.clone(),
+        metrics: runtime.metrics.clone(),
     };
     let mut app = Router::new();
-    for source in &parts.http_sources {
+    for source in &runtime.http_sources {
         let source_state = SourceState {
             source: source.clone(),
-            ingest: parts.ingest.clone(),
-            metrics: parts.metrics.clone(),
+            ingest: runtime.ingest.clone(),
+            metrics: runtime.metrics.clone(),
             body_timeout: config.http.body_timeout.get(),
         };
         app = app.route(

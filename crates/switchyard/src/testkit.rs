@@ -31,13 +31,13 @@ use switchyard_store::{AttemptOutcome, Store, StoreError};
 use uuid::Uuid;
 
 pub use crate::dispatch::{Executed, Verdict};
-use crate::engine::{Engine, EngineError, Parts};
+use crate::engine::{Engine, EngineError, EngineRuntime};
 use crate::ingest::IngestError;
 
 /// A store in memory plus the engine's routing and dispatcher, driven step by step.
 pub struct TestKit {
     config: Config,
-    parts: Parts,
+    runtime: EngineRuntime,
 }
 
 /// Why a test kit call failed.
@@ -64,8 +64,9 @@ impl TestKit {
             .map_err(EngineError::from)?;
         let store = switchyard_store::open(&config.store).await?;
         store.migrate().await?;
-        let parts = Parts::build(&config, store, &engine.registry, engine.resources).await?;
-        Ok(Self { config, parts })
+        let runtime =
+            EngineRuntime::build(&config, store, &engine.registry, engine.resources).await?;
+        Ok(Self { config, runtime })
     }
 
     /// Sends `data` as an event from `source`, shaped as that source's kind would
@@ -78,14 +79,14 @@ impl TestKit {
 
     /// Sends a fully built event. Its `source_name` must name a configured source.
     pub async fn send_event(&self, event: Event) -> Result<Uuid, TestKitError> {
-        Ok(self.parts.ingest.submit(event).await?.id())
+        Ok(self.runtime.ingest.submit(event).await?.id())
     }
 
     /// Claims and runs the next runnable delivery, as the dispatcher would, and records
     /// its attempt. `None` when nothing is runnable now (retries wait for their
     /// backoff: use a short `retry.initial` in tests).
     pub async fn run_next(&self) -> Result<Option<Executed>, TestKitError> {
-        Ok(self.parts.dispatcher.run_next().await?)
+        Ok(self.runtime.dispatcher.run_next().await?)
     }
 
     /// Runs deliveries until none is runnable now; returns what ran, in order.
@@ -99,7 +100,7 @@ impl TestKit {
 
     /// The store, to inspect events, deliveries and attempts.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.parts.store
+        &self.runtime.store
     }
 }
 

@@ -7,8 +7,8 @@
 //! Claims use `FOR UPDATE SKIP LOCKED`, and `NOTIFY switchyard_work` wakes idle
 //! dispatchers in other processes when runnable work appears.
 
-mod columns;
 mod sql;
+mod values;
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -23,9 +23,9 @@ use switchyard_core::config::redact_url;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use self::columns::EventColumns;
+use self::values::EventColumns;
 use crate::migrations;
-use crate::rows::{self, LEASE_EXPIRED};
+use crate::queue::{self, LEASE_EXPIRED};
 use crate::storable;
 use crate::{
     Appended, Claimed, DeadLetter, DeadQuery, DeliveryDetail, EventDetail, EventQuery,
@@ -172,7 +172,7 @@ impl Store for PostgresStore {
             .bind(triggers)
             .bind(i64::from(limit))
             .bind(token)
-            .bind(rows::lease_millis(lease)?)
+            .bind(queue::lease_millis(lease)?)
             .fetch_all(&self.leases)
             .await?;
         rows.iter()
@@ -183,10 +183,10 @@ impl Store for PostgresStore {
                         token,
                     },
                     trigger: row.try_get("trigger")?,
-                    attempt: rows::count(i64::from(row.try_get::<i32, _>("attempts")?)),
+                    attempt: queue::count(i64::from(row.try_get::<i32, _>("attempts")?)),
                     created_at: row.try_get("delivery_created_at")?,
                     claimed_at: row.try_get("claimed_at")?,
-                    event: columns::event(row)?,
+                    event: values::event(row)?,
                 })
             })
             .collect()
@@ -200,10 +200,10 @@ impl Store for PostgresStore {
         let held: Vec<i64> = sqlx::query_scalar(sql::HEARTBEAT)
             .bind(ids)
             .bind(tokens)
-            .bind(rows::lease_millis(lease)?)
+            .bind(queue::lease_millis(lease)?)
             .fetch_all(&self.leases)
             .await?;
-        Ok(rows::positions_accepted(leases.len(), held))
+        Ok(queue::positions_accepted(leases.len(), held))
     }
 
     /// One statement updates every delivery whose lease is still held, records those
@@ -227,7 +227,7 @@ impl Store for PostgresStore {
         for result in results {
             ids.push(result.lease.delivery_id);
             tokens.push(result.lease.token);
-            statuses.push(rows::status_after(result.outcome).as_str());
+            statuses.push(queue::status_after(result.outcome).as_str());
             run_ats.push(result.retry_at);
             errors.push(result.error.as_deref());
             started_ats.push(result.started_at);
@@ -248,11 +248,11 @@ impl Store for PostgresStore {
             .bind(outcomes)
             .fetch_all(&self.results)
             .await?;
-        let accepted = rows::positions_accepted(results.len(), positions.into_iter().flatten());
+        let accepted = queue::positions_accepted(results.len(), positions.into_iter().flatten());
 
         for (result, &ok) in results.iter().zip(&accepted) {
             if !ok {
-                rows::warn_refused(result);
+                queue::warn_refused(result);
             }
         }
         Ok(accepted)
@@ -409,7 +409,7 @@ impl Store for PostgresStore {
             " ORDER BY e.id DESC"
         };
         sql.push(order);
-        if let Some(limit) = rows::limit(query.limit) {
+        if let Some(limit) = queue::limit(query.limit) {
             sql.push(" LIMIT ").push_bind(limit);
         }
         sql.push(sql::LIST_EVENTS_SUMMARY);
@@ -425,10 +425,10 @@ impl Store for PostgresStore {
                     ty: row.try_get("type")?,
                     subject: row.try_get("subject")?,
                     received_at: row.try_get("received_at")?,
-                    deliveries: rows::count(row.try_get("deliveries")?),
-                    succeeded: rows::count(row.try_get("succeeded")?),
-                    pending: rows::count(row.try_get("pending")?),
-                    dead: rows::count(row.try_get("dead")?),
+                    deliveries: queue::count(row.try_get("deliveries")?),
+                    succeeded: queue::count(row.try_get("succeeded")?),
+                    pending: queue::count(row.try_get("pending")?),
+                    dead: queue::count(row.try_get("dead")?),
                 })
             })
             .collect()
@@ -442,22 +442,22 @@ impl Store for PostgresStore {
         else {
             return Ok(None);
         };
-        let event = columns::event(&row)?;
+        let event = values::event(&row)?;
         let mut deliveries = sqlx::query(sql::DELIVERIES_OF_EVENT)
             .bind(id)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(columns::delivery)
+            .map(values::delivery)
             .collect::<Result<Vec<_>>>()?;
         let attempts = sqlx::query(sql::ATTEMPTS_OF_EVENT)
             .bind(id)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(columns::attempt)
+            .map(values::attempt)
             .collect::<Result<Vec<_>>>()?;
-        rows::attach_attempts(&mut deliveries, attempts);
+        queue::attach_attempts(&mut deliveries, attempts);
         Ok(Some(EventDetail {
             source_name: event.source_name.clone(),
             received_at: event.received_at,
@@ -480,11 +480,11 @@ impl Store for PostgresStore {
             .bind(until)
             .bind(source)
             .bind(after)
-            .bind(rows::limit(limit))
+            .bind(queue::limit(limit))
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(columns::event)
+            .map(values::event)
             .collect()
     }
 
@@ -529,7 +529,7 @@ impl Store for PostgresStore {
     async fn list_skipped(&self, source: &str, limit: u32) -> Result<Vec<DateTime<Utc>>> {
         Ok(sqlx::query_scalar(sql::LIST_SKIPPED)
             .bind(source)
-            .bind(rows::limit(limit))
+            .bind(queue::limit(limit))
             .fetch_all(&self.pool)
             .await?)
     }
@@ -583,7 +583,7 @@ impl Store for PostgresStore {
     async fn list_rejected(&self, source: Option<&str>, limit: u32) -> Result<Vec<RejectedInput>> {
         sqlx::query(sql::LIST_REJECTED)
             .bind(source)
-            .bind(rows::limit(limit))
+            .bind(queue::limit(limit))
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -604,7 +604,7 @@ impl Store for PostgresStore {
         sqlx::query(sql::LIST_DEAD)
             .bind(query.trigger.as_deref())
             .bind(query.since)
-            .bind(rows::limit(query.limit))
+            .bind(queue::limit(query.limit))
             .bind(query.before)
             .fetch_all(&self.pool)
             .await?
@@ -616,7 +616,7 @@ impl Store for PostgresStore {
                     trigger: row.try_get("trigger")?,
                     source_name: row.try_get("source_name")?,
                     ty: row.try_get("type")?,
-                    attempts: rows::count(i64::from(row.try_get::<i32, _>("attempts")?)),
+                    attempts: queue::count(i64::from(row.try_get::<i32, _>("attempts")?)),
                     last_error: row.try_get("last_error")?,
                     died_at: row.try_get("updated_at")?,
                 })
@@ -632,13 +632,13 @@ impl Store for PostgresStore {
         else {
             return Ok(None);
         };
-        let mut delivery = columns::delivery(&row)?;
+        let mut delivery = values::delivery(&row)?;
         delivery.attempt_log = sqlx::query(sql::ATTEMPTS_OF_DELIVERY)
             .bind(id)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(columns::attempt)
+            .map(values::attempt)
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(delivery))
     }
@@ -664,7 +664,7 @@ impl Store for PostgresStore {
         let done = sqlx::query(sql::PURGE_DEAD)
             .bind(query.trigger.as_deref())
             .bind(query.since)
-            .bind(rows::limit(query.limit))
+            .bind(queue::limit(query.limit))
             .bind(query.before)
             .execute(&self.pool)
             .await?;
@@ -682,9 +682,9 @@ impl Store for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(QueueStats {
-            depth: columns::per_trigger(&depth)?,
+            depth: values::per_trigger(&depth)?,
             oldest_pending_secs: oldest_pending_secs.max(0.0),
-            dead: columns::per_trigger(&dead)?,
+            dead: values::per_trigger(&dead)?,
         })
     }
 }
@@ -721,7 +721,7 @@ async fn append_in(
     batch: &[NewEvent],
     lease: Option<Duration>,
 ) -> Result<(Vec<Appended>, Vec<Claimed>)> {
-    let lease_ms = lease.map(rows::lease_millis).transpose()?;
+    let lease_ms = lease.map(queue::lease_millis).transpose()?;
     let token = Uuid::new_v4();
     // Within the batch, a repeated id or dedupe key refers to its first occurrence;
     // only first occurrences go to the database.

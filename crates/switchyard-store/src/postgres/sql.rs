@@ -27,7 +27,7 @@ pub(super) const PROBE_WRITE: &str = "
     INSERT INTO switchyard.readiness (id, checked_at) VALUES (1, now())
     ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
 
-/// The columns of `switchyard.events` aliased `e`, as `columns::event` reads them.
+/// The columns of `switchyard.events` aliased `e`, as `values::event` reads them.
 macro_rules! event_columns {
     () => {
         "e.id, e.source_name, e.source, e.type, e.subject, e.time, e.datacontenttype, e.data, \
@@ -53,7 +53,7 @@ macro_rules! status_of {
     };
 }
 
-/// The columns of `switchyard.deliveries` aliased `d` that `columns::delivery` reads.
+/// The columns of `switchyard.deliveries` aliased `d` that `values::delivery` reads.
 macro_rules! delivery_columns {
     () => {
         concat!(

@@ -11,11 +11,11 @@
 //! hyphenated, and `data` as JSON. The current time comes from Rust and is bound, never
 //! from SQLite's date functions.
 
-mod columns;
 mod sql;
+mod values;
+mod write;
 
 use std::collections::{HashMap, HashSet};
-use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,17 +24,18 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use switchyard_core::Event;
 use switchyard_core::config::redact_url;
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
-use self::columns::{
+use self::values::{
     json_list, lease_end, parse_timestamp, parse_uuid, timestamp, timestamp_at, uuid_text,
 };
+use self::write::WriteTransaction;
 use crate::migrations;
-use crate::rows::{self, LEASE_EXPIRED};
+use crate::queue::{self, LEASE_EXPIRED};
 use crate::storable;
 use crate::{
     Appended, AttemptOutcome, Claimed, DeadLetter, DeadQuery, DeliveryDetail, DeliveryStatus,
@@ -65,34 +66,6 @@ pub struct SqliteStore {
 /// How long a statement waits for a connection, the write gate or the file's lock
 /// before the store answers [`StoreError::Unavailable`].
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A write transaction: it holds SQLite's write lock from its first statement and the
-/// store's write gate until it ends. Dereferences to its connection.
-struct Write<'a> {
-    tx: Transaction<'static, Sqlite>,
-    _gate: MutexGuard<'a, ()>,
-}
-
-impl Write<'_> {
-    async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
-        Ok(())
-    }
-}
-
-impl Deref for Write<'_> {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        &self.tx
-    }
-}
-
-impl DerefMut for Write<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.tx
-    }
-}
 
 /// Options for a pool of file connections that replaces a connection left inside a
 /// transaction instead of handing it out again.
@@ -167,17 +140,14 @@ impl SqliteStore {
     }
 
     /// Starts a write transaction on the main pool.
-    async fn write(&self) -> Result<Write<'_>> {
+    async fn write(&self) -> Result<WriteTransaction<'_>> {
         self.write_on(&self.pool).await
     }
 
     /// Starts a write transaction on `pool`, once this process's earlier writes are done.
-    async fn write_on(&self, pool: &SqlitePool) -> Result<Write<'_>> {
+    async fn write_on(&self, pool: &SqlitePool) -> Result<WriteTransaction<'_>> {
         let gate = self.gate().await?;
-        Ok(Write {
-            tx: pool.begin_with(sql::BEGIN_WRITE).await?,
-            _gate: gate,
-        })
+        WriteTransaction::begin(pool, gate).await
     }
 }
 
@@ -267,7 +237,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|row| columns::event(row).map(|event| (event.id, event)))
+            .map(|row| values::event(row).map(|event| (event.id, event)))
             .collect::<Result<_>>()?;
 
         let mut out = Vec::with_capacity(claimed.len());
@@ -285,7 +255,7 @@ impl Store for SqliteStore {
                     token,
                 },
                 trigger: row.try_get("trigger")?,
-                attempt: rows::count(row.try_get("attempts")?),
+                attempt: queue::count(row.try_get("attempts")?),
                 created_at: timestamp_at(row, "created_at")?,
                 claimed_at: timestamp_at(row, "claimed_at")?,
                 event,
@@ -332,7 +302,7 @@ impl Store for SqliteStore {
         let batch: Vec<serde_json::Value> = results
             .iter()
             .map(|result| {
-                let status = rows::status_after(result.outcome);
+                let status = queue::status_after(result.outcome);
                 let run_at = (status == DeliveryStatus::Pending)
                     .then(|| timestamp(result.retry_at.unwrap_or(now)));
                 serde_json::json!({
@@ -357,7 +327,7 @@ impl Store for SqliteStore {
             .collect();
         let retries = results
             .iter()
-            .any(|result| rows::status_after(result.outcome) == DeliveryStatus::Pending);
+            .any(|result| queue::status_after(result.outcome) == DeliveryStatus::Pending);
         if retries {
             sqlx::query(sql::RECORD_ATTEMPTS)
                 .bind(&batch)
@@ -375,7 +345,7 @@ impl Store for SqliteStore {
             .collect();
         for (result, &ok) in results.iter().zip(&accepted) {
             if !ok {
-                rows::warn_refused(result);
+                queue::warn_refused(result);
             }
         }
         Ok(accepted)
@@ -516,7 +486,7 @@ impl Store for SqliteStore {
         };
         sql.push(order);
         sql.push(" LIMIT ")
-            .push_bind(rows::limit(query.limit).unwrap_or(-1));
+            .push_bind(queue::limit(query.limit).unwrap_or(-1));
         sql.push(sql::LIST_EVENTS_SUMMARY);
         sql.push(order);
 
@@ -530,10 +500,10 @@ impl Store for SqliteStore {
                     ty: row.try_get("type")?,
                     subject: row.try_get("subject")?,
                     received_at: timestamp_at(row, "received_at")?,
-                    deliveries: rows::count(row.try_get("deliveries")?),
-                    succeeded: rows::count(row.try_get("succeeded")?),
-                    pending: rows::count(row.try_get("pending")?),
-                    dead: rows::count(row.try_get("dead")?),
+                    deliveries: queue::count(row.try_get("deliveries")?),
+                    succeeded: queue::count(row.try_get("succeeded")?),
+                    pending: queue::count(row.try_get("pending")?),
+                    dead: queue::count(row.try_get("dead")?),
                 })
             })
             .collect()
@@ -548,22 +518,22 @@ impl Store for SqliteStore {
         else {
             return Ok(None);
         };
-        let event = columns::event(&row)?;
+        let event = values::event(&row)?;
         let mut deliveries = sqlx::query(sql::DELIVERIES_OF_EVENT)
             .bind(&id_text)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(columns::delivery)
+            .map(values::delivery)
             .collect::<Result<Vec<_>>>()?;
         let attempts = sqlx::query(sql::ATTEMPTS_OF_EVENT)
             .bind(&id_text)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(columns::attempt)
+            .map(values::attempt)
             .collect::<Result<Vec<_>>>()?;
-        rows::attach_attempts(&mut deliveries, attempts);
+        queue::attach_attempts(&mut deliveries, attempts);
         Ok(Some(EventDetail {
             source_name: event.source_name.clone(),
             received_at: event.received_at,
@@ -586,11 +556,11 @@ impl Store for SqliteStore {
             .bind(timestamp(until))
             .bind(source)
             .bind(after.map(uuid_text))
-            .bind(rows::limit(limit).unwrap_or(-1))
+            .bind(queue::limit(limit).unwrap_or(-1))
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(columns::event)
+            .map(values::event)
             .collect()
     }
 
@@ -639,7 +609,7 @@ impl Store for SqliteStore {
     async fn list_skipped(&self, source: &str, limit: u32) -> Result<Vec<DateTime<Utc>>> {
         let times: Vec<String> = sqlx::query_scalar(sql::LIST_SKIPPED)
             .bind(source)
-            .bind(rows::limit(limit).unwrap_or(-1))
+            .bind(queue::limit(limit).unwrap_or(-1))
             .fetch_all(&self.pool)
             .await?;
         times.iter().map(|t| parse_timestamp(t)).collect()
@@ -704,7 +674,7 @@ impl Store for SqliteStore {
     async fn list_rejected(&self, source: Option<&str>, limit: u32) -> Result<Vec<RejectedInput>> {
         sqlx::query(sql::LIST_REJECTED)
             .bind(source)
-            .bind(rows::limit(limit).unwrap_or(-1))
+            .bind(queue::limit(limit).unwrap_or(-1))
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -725,7 +695,7 @@ impl Store for SqliteStore {
         sqlx::query(sql::LIST_DEAD)
             .bind(query.trigger.as_deref())
             .bind(query.since.map(timestamp))
-            .bind(rows::limit(query.limit).unwrap_or(-1))
+            .bind(queue::limit(query.limit).unwrap_or(-1))
             .bind(query.before.map(timestamp))
             .fetch_all(&self.pool)
             .await?
@@ -737,7 +707,7 @@ impl Store for SqliteStore {
                     trigger: row.try_get("trigger")?,
                     source_name: row.try_get("source_name")?,
                     ty: row.try_get("type")?,
-                    attempts: rows::count(row.try_get("attempts")?),
+                    attempts: queue::count(row.try_get("attempts")?),
                     last_error: row.try_get("last_error")?,
                     died_at: timestamp_at(row, "updated_at")?,
                 })
@@ -753,13 +723,13 @@ impl Store for SqliteStore {
         else {
             return Ok(None);
         };
-        let mut delivery = columns::delivery(&row)?;
+        let mut delivery = values::delivery(&row)?;
         delivery.attempt_log = sqlx::query(sql::ATTEMPTS_OF_DELIVERY)
             .bind(id)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(columns::attempt)
+            .map(values::attempt)
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(delivery))
     }
@@ -796,7 +766,7 @@ impl Store for SqliteStore {
         let done = sqlx::query(sql::PURGE_DEAD)
             .bind(query.trigger.as_deref())
             .bind(query.since.map(timestamp))
-            .bind(rows::limit(query.limit).unwrap_or(-1))
+            .bind(queue::limit(query.limit).unwrap_or(-1))
             .bind(query.before.map(timestamp))
             .execute(&self.pool)
             .await?;
@@ -825,9 +795,9 @@ impl Store for SqliteStore {
             None => 0.0,
         };
         Ok(QueueStats {
-            depth: columns::per_trigger(&depth)?,
+            depth: values::per_trigger(&depth)?,
             oldest_pending_secs: oldest_pending_secs.max(0.0),
-            dead: columns::per_trigger(&dead)?,
+            dead: values::per_trigger(&dead)?,
         })
     }
 }

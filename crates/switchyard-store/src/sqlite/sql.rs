@@ -1,5 +1,5 @@
 //! Every statement the SQLite store runs. Timestamps are bound as text in the fixed
-//! form `columns::timestamp` writes, so comparing them as text compares the times;
+//! form `values::timestamp` writes, so comparing them as text compares the times;
 //! lists of triggers or ids arrive as one JSON array and are read with `json_each`.
 
 /// Takes the write lock at once, so the transaction never has to upgrade a read lock
@@ -11,7 +11,7 @@ pub(super) const PROBE_WRITE: &str = "
     INSERT INTO readiness (id, checked_at) VALUES (1, ?1)
     ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
 
-/// The columns of `events` aliased `e`, as `columns::event` reads them.
+/// The columns of `events` aliased `e`, as `values::event` reads them.
 macro_rules! event_columns {
     () => {
         "e.id, e.source_name, e.source, e.type, e.subject, e.time, e.datacontenttype, e.data, \
@@ -37,7 +37,7 @@ macro_rules! status_of {
     };
 }
 
-/// The columns of `deliveries` aliased `d` that `columns::delivery` reads.
+/// The columns of `deliveries` aliased `d` that `values::delivery` reads.
 macro_rules! delivery_columns {
     () => {
         concat!(

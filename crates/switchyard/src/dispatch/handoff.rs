@@ -58,7 +58,7 @@ impl Reservation {
 
 /// Claimed deliveries on their way to the run loop, with their slots, and when the
 /// append that claimed them was sent (their leases count from then).
-pub(super) struct Handed {
+pub(super) struct Handoff {
     pub claimed: Vec<Claimed>,
     pub slots: Reservation,
     pub sent: Instant,
@@ -115,12 +115,12 @@ impl Dispatcher {
         if claimed.is_empty() {
             return;
         }
-        let handed = Handed {
+        let handoff = Handoff {
             claimed,
             slots: reservation,
             sent,
         };
-        if let Err(refused) = self.handoffs.send(handed) {
+        if let Err(refused) = self.handoffs.send(handoff) {
             let leases: Vec<Lease> = refused.0.claimed.iter().map(|c| c.lease).collect();
             if let Err(error) = self.store.release(&leases).await {
                 tracing::warn!(%error, count = leases.len(), "could not release deliveries claimed during shutdown; their leases will expire");

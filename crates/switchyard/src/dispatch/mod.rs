@@ -41,7 +41,7 @@ use tracing::Instrument;
 
 pub use attempt::Verdict;
 use completer::Completer;
-use handoff::Handed;
+use handoff::Handoff;
 use leases::InFlight;
 pub use slots::Slots;
 use slots::{Held, Hold, Running};
@@ -132,9 +132,9 @@ pub struct Dispatcher {
     slots: Slots,
     /// Whether the run loop takes handoffs.
     accepting: AtomicBool,
-    handoffs: mpsc::UnboundedSender<Handed>,
+    handoffs: mpsc::UnboundedSender<Handoff>,
     /// Taken by [`Dispatcher::start`].
-    handed: Mutex<Option<mpsc::UnboundedReceiver<Handed>>>,
+    handed: Mutex<Option<mpsc::UnboundedReceiver<Handoff>>>,
 }
 
 impl Dispatcher {
@@ -196,7 +196,7 @@ impl Dispatcher {
     async fn run(
         self: Arc<Self>,
         shutdown: CancellationToken,
-        mut handed: mpsc::UnboundedReceiver<Handed>,
+        mut handed: mpsc::UnboundedReceiver<Handoff>,
     ) {
         if self.triggers.is_empty() {
             shutdown.cancelled().await;
@@ -295,7 +295,7 @@ impl Dispatcher {
                         }
                     }
                 }
-                Some(Handed { claimed, slots, sent }) = handed.recv() => {
+                Some(Handoff { claimed, slots, sent }) = handed.recv() => {
                     spawn(&mut tasks, slots.assign(claimed), ClaimedVia::Append, sent);
                 }
                 () = sleep_until(paused_until), if paused_until.is_some() => paused_until = None,
@@ -317,7 +317,7 @@ impl Dispatcher {
         // those back with the rest. Handoffs that come later are released by ingress.
         self.accepting.store(false, Ordering::Release);
         handed.close();
-        while let Some(Handed { claimed, sent, .. }) = handed.recv().await {
+        while let Some(Handoff { claimed, sent, .. }) = handed.recv().await {
             for delivery in claimed {
                 self.in_flight.track(delivery.lease, sent + self.lease());
             }
@@ -377,8 +377,8 @@ impl Dispatcher {
         &self,
         open: &[String],
         shutdown: &CancellationToken,
-        handed: &mut mpsc::UnboundedReceiver<Handed>,
-        mut start: impl FnMut(Handed),
+        handed: &mut mpsc::UnboundedReceiver<Handoff>,
+        mut start: impl FnMut(Handoff),
     ) {
         let poll = self.settings.poll_interval.get();
         let mut wait = poll;

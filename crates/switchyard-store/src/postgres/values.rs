@@ -10,7 +10,7 @@ use sqlx::types::Json;
 use switchyard_core::Event;
 use uuid::Uuid;
 
-use crate::rows;
+use crate::queue;
 use crate::{AttemptRecord, DeliveryDetail, Result};
 
 /// The `events` columns of a batch, one array per column, for `UNNEST`.
@@ -100,8 +100,8 @@ pub(super) fn delivery(row: &PgRow) -> Result<DeliveryDetail> {
         id: row.try_get("id")?,
         event_id: row.try_get("event_id")?,
         trigger: row.try_get("trigger")?,
-        status: rows::status(row.try_get("status")?)?,
-        attempts: rows::count(i64::from(row.try_get::<i32, _>("attempts")?)),
+        status: queue::status(row.try_get("status")?)?,
+        attempts: queue::count(i64::from(row.try_get::<i32, _>("attempts")?)),
         run_at: row.try_get("run_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -116,10 +116,10 @@ pub(super) fn delivery(row: &PgRow) -> Result<DeliveryDetail> {
 pub(super) fn attempt(row: &PgRow) -> Result<AttemptRecord> {
     Ok(AttemptRecord {
         delivery_id: row.try_get("delivery_id")?,
-        attempt: rows::count(i64::from(row.try_get::<i32, _>("attempt")?)),
+        attempt: queue::count(i64::from(row.try_get::<i32, _>("attempt")?)),
         started_at: row.try_get("started_at")?,
         duration_ms: row.try_get("duration_ms")?,
-        outcome: rows::outcome(row.try_get("outcome")?)?,
+        outcome: queue::outcome(row.try_get("outcome")?)?,
         error: row.try_get("error")?,
     })
 }

@@ -9,7 +9,7 @@ use sqlx::sqlite::SqliteRow;
 use switchyard_core::Event;
 use uuid::Uuid;
 
-use crate::rows;
+use crate::queue;
 use crate::{AttemptRecord, DeliveryDetail, Result, StoreError};
 
 /// The stored form of a timestamp: UTC with microseconds, always the same width, so
@@ -88,8 +88,8 @@ pub(super) fn delivery(row: &SqliteRow) -> Result<DeliveryDetail> {
         id: row.try_get("id")?,
         event_id: parse_uuid(row.try_get("event_id")?)?,
         trigger: row.try_get("trigger")?,
-        status: rows::status(row.try_get("status")?)?,
-        attempts: rows::count(row.try_get("attempts")?),
+        status: queue::status(row.try_get("status")?)?,
+        attempts: queue::count(row.try_get("attempts")?),
         run_at: timestamp_at(row, "run_at")?,
         created_at: timestamp_at(row, "created_at")?,
         updated_at: timestamp_at(row, "updated_at")?,
@@ -104,10 +104,10 @@ pub(super) fn delivery(row: &SqliteRow) -> Result<DeliveryDetail> {
 pub(super) fn attempt(row: &SqliteRow) -> Result<AttemptRecord> {
     Ok(AttemptRecord {
         delivery_id: row.try_get("delivery_id")?,
-        attempt: rows::count(row.try_get("attempt")?),
+        attempt: queue::count(row.try_get("attempt")?),
         started_at: timestamp_at(row, "started_at")?,
         duration_ms: row.try_get("duration_ms")?,
-        outcome: rows::outcome(row.try_get("outcome")?)?,
+        outcome: queue::outcome(row.try_get("outcome")?)?,
         error: row.try_get("error")?,
     })
 }

@@ -1,4 +1,4 @@
-//! Conversions between stored values and the crate's types that both backends share:
+//! What both backends share about the queue and its stored values:
 //! status and outcome text, counters, limits and lease lengths, and the grouping of
 //! attempt rows under their deliveries.
 
