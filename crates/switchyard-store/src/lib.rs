@@ -16,6 +16,7 @@
 mod migrations;
 mod postgres;
 mod queue;
+mod read;
 mod sqlite;
 mod storable;
 mod types;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{Connection, PgConnection, Postgres, Row};
 use switchyard_core::Event;
 use switchyard_core::config::redact_url;
 use tokio::sync::Mutex;
@@ -26,6 +26,7 @@ use uuid::Uuid;
 use self::values::EventColumns;
 use crate::migrations;
 use crate::queue::{self, LEASE_EXPIRED};
+use crate::read;
 use crate::storable;
 use crate::{
     Appended, Claimed, DeadLetter, DeadQuery, DeliveryDetail, EventDetail, EventQuery,
@@ -186,7 +187,7 @@ impl Store for PostgresStore {
                     attempt: queue::count(i64::from(row.try_get::<i32, _>("attempts")?)),
                     created_at: row.try_get("delivery_created_at")?,
                     claimed_at: row.try_get("claimed_at")?,
-                    event: values::event(row)?,
+                    event: read::event::<Postgres>(row)?,
                 })
             })
             .collect()
@@ -380,91 +381,11 @@ impl Store for PostgresStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>> {
-        let mut sql = QueryBuilder::<Postgres>::new(sql::LIST_EVENTS);
-        if let Some(source) = &query.source {
-            sql.push(" AND e.source_name = ").push_bind(source);
-        }
-        if let Some(ty) = &query.ty {
-            sql.push(" AND e.type = ").push_bind(ty);
-        }
-        if query.trigger.is_some() || query.status.is_some() {
-            sql.push(sql::LIST_EVENTS_WITH_DELIVERY);
-            if let Some(trigger) = &query.trigger {
-                sql.push(" AND x.trigger = ").push_bind(trigger);
-            }
-            if let Some(status) = query.status {
-                sql.push(sql::DELIVERY_STATUS_IS).push_bind(status.as_str());
-            }
-            sql.push(")");
-        }
-        if let Some(since) = query.since {
-            sql.push(" AND e.received_at >= ").push_bind(since);
-        }
-        if let Some(after) = query.after {
-            sql.push(" AND e.id > ").push_bind(after);
-        }
-        let order = if query.after.is_some() {
-            " ORDER BY e.id"
-        } else {
-            " ORDER BY e.id DESC"
-        };
-        sql.push(order);
-        if let Some(limit) = queue::limit(query.limit) {
-            sql.push(" LIMIT ").push_bind(limit);
-        }
-        sql.push(sql::LIST_EVENTS_SUMMARY);
-        sql.push(order);
-
-        let found = sql.build().fetch_all(&self.pool).await?;
-        found
-            .iter()
-            .map(|row| {
-                Ok(EventSummary {
-                    id: row.try_get("id")?,
-                    source_name: row.try_get("source_name")?,
-                    ty: row.try_get("type")?,
-                    subject: row.try_get("subject")?,
-                    received_at: row.try_get("received_at")?,
-                    deliveries: queue::count(row.try_get("deliveries")?),
-                    succeeded: queue::count(row.try_get("succeeded")?),
-                    pending: queue::count(row.try_get("pending")?),
-                    dead: queue::count(row.try_get("dead")?),
-                })
-            })
-            .collect()
+        read::list_events(&self.pool, query).await
     }
 
     async fn get_event(&self, id: Uuid) -> Result<Option<EventDetail>> {
-        let Some(row) = sqlx::query(sql::GET_EVENT)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let event = values::event(&row)?;
-        let mut deliveries = sqlx::query(sql::DELIVERIES_OF_EVENT)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(values::delivery)
-            .collect::<Result<Vec<_>>>()?;
-        let attempts = sqlx::query(sql::ATTEMPTS_OF_EVENT)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(values::attempt)
-            .collect::<Result<Vec<_>>>()?;
-        queue::attach_attempts(&mut deliveries, attempts);
-        Ok(Some(EventDetail {
-            source_name: event.source_name.clone(),
-            received_at: event.received_at,
-            dedupe_key: event.dedupe_key.clone(),
-            event,
-            deliveries,
-        }))
+        read::get_event(&self.pool, id).await
     }
 
     async fn events_between(
@@ -475,24 +396,11 @@ impl Store for PostgresStore {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Event>> {
-        sqlx::query(sql::EVENTS_BETWEEN)
-            .bind(since)
-            .bind(until)
-            .bind(source)
-            .bind(after)
-            .bind(queue::limit(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(values::event)
-            .collect()
+        read::events_between(&self.pool, since, until, source, after, limit).await
     }
 
     async fn schedule_position(&self, source: &str) -> Result<Option<DateTime<Utc>>> {
-        Ok(sqlx::query_scalar(sql::SCHEDULE_POSITION)
-            .bind(source)
-            .fetch_optional(&self.pool)
-            .await?)
+        read::schedule_position(&self.pool, source).await
     }
 
     async fn record_fire(
@@ -527,18 +435,11 @@ impl Store for PostgresStore {
     }
 
     async fn list_skipped(&self, source: &str, limit: u32) -> Result<Vec<DateTime<Utc>>> {
-        Ok(sqlx::query_scalar(sql::LIST_SKIPPED)
-            .bind(source)
-            .bind(queue::limit(limit))
-            .fetch_all(&self.pool)
-            .await?)
+        read::list_skipped(&self.pool, source, limit).await
     }
 
     async fn source_position(&self, source: &str) -> Result<Option<serde_json::Value>> {
-        Ok(sqlx::query_scalar(sql::SOURCE_POSITION)
-            .bind(source)
-            .fetch_optional(&self.pool)
-            .await?)
+        read::source_position(&self.pool, source).await
     }
 
     async fn append_with_position(
@@ -581,66 +482,15 @@ impl Store for PostgresStore {
     }
 
     async fn list_rejected(&self, source: Option<&str>, limit: u32) -> Result<Vec<RejectedInput>> {
-        sqlx::query(sql::LIST_REJECTED)
-            .bind(source)
-            .bind(queue::limit(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(RejectedInput {
-                    id: row.try_get("id")?,
-                    source_name: row.try_get("source_name")?,
-                    input_id: row.try_get("input_id")?,
-                    reason: row.try_get("reason")?,
-                    body: row.try_get("body")?,
-                    received_at: row.try_get("received_at")?,
-                })
-            })
-            .collect()
+        read::list_rejected(&self.pool, source, limit).await
     }
 
     async fn list_dead(&self, query: &DeadQuery) -> Result<Vec<DeadLetter>> {
-        sqlx::query(sql::LIST_DEAD)
-            .bind(query.trigger.as_deref())
-            .bind(query.since)
-            .bind(queue::limit(query.limit))
-            .bind(query.before)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(DeadLetter {
-                    delivery_id: row.try_get("id")?,
-                    event_id: row.try_get("event_id")?,
-                    trigger: row.try_get("trigger")?,
-                    source_name: row.try_get("source_name")?,
-                    ty: row.try_get("type")?,
-                    attempts: queue::count(i64::from(row.try_get::<i32, _>("attempts")?)),
-                    last_error: row.try_get("last_error")?,
-                    died_at: row.try_get("updated_at")?,
-                })
-            })
-            .collect()
+        read::list_dead(&self.pool, query).await
     }
 
     async fn get_delivery(&self, id: i64) -> Result<Option<DeliveryDetail>> {
-        let Some(row) = sqlx::query(sql::GET_DELIVERY)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut delivery = values::delivery(&row)?;
-        delivery.attempt_log = sqlx::query(sql::ATTEMPTS_OF_DELIVERY)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(values::attempt)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(delivery))
+        read::get_delivery(&self.pool, id).await
     }
 
     async fn replay_dead(&self, ids: &[i64]) -> Result<Vec<i64>> {
@@ -661,30 +511,19 @@ impl Store for PostgresStore {
     }
 
     async fn purge_dead(&self, query: &DeadQuery) -> Result<u64> {
-        let done = sqlx::query(sql::PURGE_DEAD)
-            .bind(query.trigger.as_deref())
-            .bind(query.since)
-            .bind(queue::limit(query.limit))
-            .bind(query.before)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        read::purge_dead(&self.pool, query).await
     }
 
     async fn stats(&self) -> Result<QueueStats> {
-        let depth = sqlx::query(sql::DEPTH_PER_TRIGGER)
-            .fetch_all(&self.pool)
-            .await?;
-        let dead = sqlx::query(sql::DEAD_PER_TRIGGER)
-            .fetch_all(&self.pool)
-            .await?;
+        let depth = read::per_trigger(&self.pool, "pending").await?;
+        let dead = read::per_trigger(&self.pool, "dead").await?;
         let oldest_pending_secs: f64 = sqlx::query_scalar(sql::OLDEST_PENDING_SECS)
             .fetch_one(&self.pool)
             .await?;
         Ok(QueueStats {
-            depth: values::per_trigger(&depth)?,
+            depth,
             oldest_pending_secs: oldest_pending_secs.max(0.0),
-            dead: values::per_trigger(&dead)?,
+            dead,
         })
     }
 }

@@ -1,6 +1,8 @@
-//! Every statement the Postgres store runs. Each names the `switchyard` schema, so the
-//! connection's `search_path` does not matter; batches arrive as arrays and are
-//! unnested server-side.
+//! The statements the Postgres store runs itself (the reads both backends share are
+//! in `read`). Each names the `switchyard` schema, so the connection's `search_path`
+//! does not matter; batches arrive as arrays and are unnested server-side.
+
+use crate::read::event_columns;
 
 /// The channel `NOTIFY` uses to say runnable work may have appeared.
 pub(super) const WORK_CHANNEL: &str = "switchyard_work";
@@ -26,44 +28,6 @@ pub(super) const USE_SCHEMA: &str = "SET search_path TO switchyard";
 pub(super) const PROBE_WRITE: &str = "
     INSERT INTO switchyard.readiness (id, checked_at) VALUES (1, now())
     ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
-
-/// The columns of `switchyard.events` aliased `e`, as `values::event` reads them.
-macro_rules! event_columns {
-    () => {
-        "e.id, e.source_name, e.source, e.type, e.subject, e.time, e.datacontenttype, e.data, \
-         e.data_base64, e.partitionkey, e.traceparent, e.dedupe_key, e.received_at"
-    };
-}
-
-/// The status the store reports for the delivery aliased `$d`. A claim leaves a
-/// delivery `pending` (so that it is a HOT update; see migration 0007) and gives it a
-/// lease: a `pending` delivery holding a lease is `running`.
-macro_rules! status_of {
-    ($d:literal) => {
-        concat!(
-            "CASE WHEN ",
-            $d,
-            ".status = 'pending' AND ",
-            $d,
-            ".lease_token IS NOT NULL ",
-            "THEN 'running' ELSE ",
-            $d,
-            ".status END"
-        )
-    };
-}
-
-/// The columns of `switchyard.deliveries` aliased `d` that `values::delivery` reads.
-macro_rules! delivery_columns {
-    () => {
-        concat!(
-            "d.id, d.event_id, d.trigger, ",
-            status_of!("d"),
-            " AS status, d.attempts, d.run_at, d.created_at, d.updated_at, d.ordering_key, \
-             d.replay_of, d.last_error"
-        )
-    };
-}
 
 /// True when delivery `d` is not held back by its ordering key: no other delivery of
 /// the same trigger and key is running (pending under a lease), and no earlier one is
@@ -267,80 +231,6 @@ pub(super) const ADD_DELIVERIES: &str = "
     ORDER BY n.position
     RETURNING id";
 
-/// The start of `list_events`: the matching events, before the filters, order and
-/// limit that `QueryBuilder` appends, and [`LIST_EVENTS_SUMMARY`].
-pub(super) const LIST_EVENTS: &str = "
-    SELECT e.id, e.source_name, e.type, e.subject, e.received_at,
-           s.deliveries, s.succeeded, s.pending, s.dead
-    FROM (SELECT e.id, e.source_name, e.type, e.subject, e.received_at
-          FROM switchyard.events e WHERE true";
-
-/// Filters `list_events` to events with a delivery that matches further conditions.
-pub(super) const LIST_EVENTS_WITH_DELIVERY: &str =
-    " AND EXISTS (SELECT 1 FROM switchyard.deliveries x WHERE x.event_id = e.id";
-
-/// Inside [`LIST_EVENTS_WITH_DELIVERY`], before the status it matches.
-pub(super) const DELIVERY_STATUS_IS: &str = concat!(" AND ", status_of!("x"), " = ");
-
-/// Closes the event subquery of [`LIST_EVENTS`] and counts each event's deliveries.
-pub(super) const LIST_EVENTS_SUMMARY: &str = ") e CROSS JOIN LATERAL (
-        SELECT count(*) AS deliveries,
-               count(*) FILTER (WHERE d.status = 'succeeded') AS succeeded,
-               count(*) FILTER (WHERE d.status = 'pending') AS pending,
-               count(*) FILTER (WHERE d.status = 'dead') AS dead
-        FROM switchyard.deliveries d WHERE d.event_id = e.id) s";
-
-pub(super) const GET_EVENT: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM switchyard.events e WHERE e.id = $1"
-);
-
-pub(super) const DELIVERIES_OF_EVENT: &str = concat!(
-    "SELECT ",
-    delivery_columns!(),
-    " FROM switchyard.deliveries d WHERE d.event_id = $1 ORDER BY d.id"
-);
-
-pub(super) const ATTEMPTS_OF_EVENT: &str = "
-    SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.error
-    FROM switchyard.attempts a JOIN switchyard.deliveries d ON d.id = a.delivery_id
-    WHERE d.event_id = $1
-    ORDER BY a.delivery_id, a.attempt";
-
-pub(super) const GET_DELIVERY: &str = concat!(
-    "SELECT ",
-    delivery_columns!(),
-    " FROM switchyard.deliveries d WHERE d.id = $1"
-);
-
-pub(super) const ATTEMPTS_OF_DELIVERY: &str = "
-    SELECT delivery_id, attempt, started_at, duration_ms, outcome, error
-    FROM switchyard.attempts WHERE delivery_id = $1 ORDER BY attempt";
-
-/// `$1` since, `$2` until (excluded), `$3` source name or null, `$4` limit or null.
-pub(super) const EVENTS_BETWEEN: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    "
-    FROM switchyard.events e
-    WHERE e.received_at >= $1 AND e.received_at < $2 AND ($3::text IS NULL OR e.source_name = $3)
-      AND ($4::uuid IS NULL OR e.id > $4)
-    ORDER BY e.id
-    LIMIT $5"
-);
-
-/// `$1` trigger or null, `$2` since or null, `$3` limit or null.
-pub(super) const LIST_DEAD: &str = "
-    SELECT d.id, d.event_id, d.trigger, e.source_name, e.type, d.attempts, d.last_error,
-           d.updated_at
-    FROM switchyard.deliveries d JOIN switchyard.events e ON e.id = d.event_id
-    WHERE d.status = 'dead' AND ($1::text IS NULL OR d.trigger = $1)
-      AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
-      AND ($4::timestamptz IS NULL OR d.updated_at < $4)
-    ORDER BY d.updated_at DESC, d.id DESC
-    LIMIT $3";
-
 /// Returns the new delivery ids. Locks the events, as [`ADD_DELIVERIES`] does.
 pub(super) const REPLAY_DEAD: &str = "
     WITH old AS (
@@ -358,32 +248,10 @@ pub(super) const REPLAY_DEAD: &str = "
     ORDER BY old.id
     RETURNING id";
 
-/// The parameters of [`LIST_DEAD`]; deletes the dead letters it would list.
-pub(super) const PURGE_DEAD: &str = "
-    DELETE FROM switchyard.deliveries
-    WHERE status = 'dead' AND id IN (
-        SELECT d.id FROM switchyard.deliveries d
-        WHERE d.status = 'dead' AND ($1::text IS NULL OR d.trigger = $1)
-          AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
-          AND ($4::timestamptz IS NULL OR d.updated_at < $4)
-        ORDER BY d.updated_at DESC, d.id DESC
-        LIMIT $3)";
-
-pub(super) const DEPTH_PER_TRIGGER: &str = "
-    SELECT trigger, count(*) FROM switchyard.deliveries
-    WHERE status = 'pending' GROUP BY trigger ORDER BY trigger";
-
-pub(super) const DEAD_PER_TRIGGER: &str = "
-    SELECT trigger, count(*) FROM switchyard.deliveries
-    WHERE status = 'dead' GROUP BY trigger ORDER BY trigger";
-
 pub(super) const OLDEST_PENDING_SECS: &str = "
     SELECT coalesce(extract(epoch FROM now() - min(run_at))::float8, 0)
     FROM switchyard.deliveries
     WHERE status = 'pending' AND lease_token IS NULL AND run_at <= now()";
-
-pub(super) const SCHEDULE_POSITION: &str =
-    "SELECT position FROM switchyard.schedules WHERE source_name = $1";
 
 /// `$1` source, `$2` position: moves the position forward, never back.
 pub(super) const ADVANCE_SCHEDULE: &str = "
@@ -401,13 +269,6 @@ pub(super) const INSERT_SKIPPED: &str = "
         WHERE e.source_name = $1 AND e.type = 'cron.tick' AND e.time = t)
     ON CONFLICT DO NOTHING";
 
-pub(super) const LIST_SKIPPED: &str = "
-    SELECT scheduled_time FROM switchyard.skipped_fires WHERE source_name = $1
-    ORDER BY scheduled_time DESC LIMIT $2";
-
-pub(super) const SOURCE_POSITION: &str =
-    "SELECT position FROM switchyard.source_positions WHERE source_name = $1";
-
 /// `$1` source, `$2` position.
 pub(super) const SAVE_POSITION: &str = "
     INSERT INTO switchyard.source_positions (source_name, position) VALUES ($1, $2)
@@ -420,13 +281,5 @@ pub(super) const REJECT_INPUT: &str = "
     INSERT INTO switchyard.rejected_inputs (source_name, input_id, reason, body)
     VALUES ($1, $2, $3, $4)
     ON CONFLICT DO NOTHING";
-
-/// `$1` source or null, `$2` limit or null.
-pub(super) const LIST_REJECTED: &str = "
-    SELECT id, source_name, input_id, reason, body, received_at
-    FROM switchyard.rejected_inputs
-    WHERE $1::text IS NULL OR source_name = $1
-    ORDER BY id DESC
-    LIMIT $2";
 
 pub(super) const ANALYZE_QUEUE: &str = "ANALYZE switchyard.deliveries";

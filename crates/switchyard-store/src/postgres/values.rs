@@ -1,17 +1,21 @@
-//! Postgres rows to and from the crate's types: a batch of events as one array per
-//! column for `UNNEST`, and the readers for the column lists in `sql`.
+//! Postgres values to and from the crate's types: a batch of events as one array per
+//! column for `UNNEST`, and the [`Backend`] of the shared reads (native `uuid`,
+//! `timestamptz` and `jsonb`).
+
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use sqlx::Postgres;
 use sqlx::Row;
-use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::query::Query;
 use sqlx::types::Json;
 use switchyard_core::Event;
 use uuid::Uuid;
 
+use crate::Result;
 use crate::queue;
-use crate::{AttemptRecord, DeliveryDetail, Result};
+use crate::read::{Backend, Param, Statement};
 
 /// The `events` columns of a batch, one array per column, for `UNNEST`.
 #[derive(Default)]
@@ -73,65 +77,66 @@ impl<'a> EventColumns<'a> {
     }
 }
 
-/// Reads the event columns `sql` selects (its `event_columns!`).
-pub(super) fn event(row: &PgRow) -> Result<Event> {
-    Ok(Event {
-        specversion: "1.0".to_owned(),
-        id: row.try_get("id")?,
-        source: row.try_get("source")?,
-        ty: row.try_get("type")?,
-        subject: row.try_get("subject")?,
-        time: row.try_get("time")?,
-        datacontenttype: row.try_get("datacontenttype")?,
-        data: row.try_get("data")?,
-        data_base64: row.try_get("data_base64")?,
-        partitionkey: row.try_get("partitionkey")?,
-        traceparent: row.try_get("traceparent")?,
-        source_name: row.try_get("source_name")?,
-        dedupe_key: row.try_get("dedupe_key")?,
-        received_at: row.try_get("received_at")?,
-    })
+impl Backend for Postgres {
+    fn table_names(sql: &str) -> Cow<'_, str> {
+        Cow::Borrowed(sql)
+    }
+
+    fn placeholder(n: usize) -> String {
+        format!("${n}")
+    }
+
+    async fn fetch(pool: &PgPool, statement: Statement<Self>) -> Result<Vec<PgRow>> {
+        Ok(bound(&statement).fetch_all(pool).await?)
+    }
+
+    async fn execute(pool: &PgPool, statement: Statement<Self>) -> Result<u64> {
+        Ok(bound(&statement).execute(pool).await?.rows_affected())
+    }
+
+    fn text(row: &PgRow, column: &str) -> Result<String> {
+        Ok(row.try_get(column)?)
+    }
+
+    fn optional_text(row: &PgRow, column: &str) -> Result<Option<String>> {
+        Ok(row.try_get(column)?)
+    }
+
+    fn int(row: &PgRow, column: &str) -> Result<i64> {
+        Ok(row.try_get(column)?)
+    }
+
+    fn optional_int(row: &PgRow, column: &str) -> Result<Option<i64>> {
+        Ok(row.try_get(column)?)
+    }
+
+    fn count(row: &PgRow, column: &str) -> Result<u32> {
+        Ok(queue::count(i64::from(row.try_get::<i32, _>(column)?)))
+    }
+
+    fn time(row: &PgRow, column: &str) -> Result<DateTime<Utc>> {
+        Ok(row.try_get(column)?)
+    }
+
+    fn uuid(row: &PgRow, column: &str) -> Result<Uuid> {
+        Ok(row.try_get(column)?)
+    }
+
+    fn json(row: &PgRow, column: &str) -> Result<Option<serde_json::Value>> {
+        Ok(row.try_get(column)?)
+    }
 }
 
-/// Reads the delivery columns `sql` selects (its `delivery_columns!`), with an empty
-/// attempt log.
-pub(super) fn delivery(row: &PgRow) -> Result<DeliveryDetail> {
-    Ok(DeliveryDetail {
-        id: row.try_get("id")?,
-        event_id: row.try_get("event_id")?,
-        trigger: row.try_get("trigger")?,
-        status: queue::status(row.try_get("status")?)?,
-        attempts: queue::count(i64::from(row.try_get::<i32, _>("attempts")?)),
-        run_at: row.try_get("run_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        ordering_key: row.try_get("ordering_key")?,
-        replay_of: row.try_get("replay_of")?,
-        last_error: row.try_get("last_error")?,
-        attempt_log: Vec::new(),
-    })
-}
-
-/// Reads a row of `attempts`.
-pub(super) fn attempt(row: &PgRow) -> Result<AttemptRecord> {
-    Ok(AttemptRecord {
-        delivery_id: row.try_get("delivery_id")?,
-        attempt: queue::count(i64::from(row.try_get::<i32, _>("attempt")?)),
-        started_at: row.try_get("started_at")?,
-        duration_ms: row.try_get("duration_ms")?,
-        outcome: queue::outcome(row.try_get("outcome")?)?,
-        error: row.try_get("error")?,
-    })
-}
-
-/// Reads `(trigger, count)` rows.
-pub(super) fn per_trigger(rows: &[PgRow]) -> Result<Vec<(String, u64)>> {
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
-            ))
-        })
-        .collect()
+/// `statement` with its parameters bound.
+fn bound(statement: &Statement<Postgres>) -> Query<'_, Postgres, PgArguments> {
+    let mut query = sqlx::query(statement.sql());
+    for param in statement.params() {
+        query = match param {
+            Param::Text(text) => query.bind(text.clone()),
+            Param::Int(value) => query.bind(*value),
+            Param::Time(time) => query.bind(time),
+            Param::Uuid(id) => query.bind(*id),
+        };
+    }
+    query
 }

@@ -36,6 +36,7 @@ use self::values::{
 use self::write::WriteTransaction;
 use crate::migrations;
 use crate::queue::{self, LEASE_EXPIRED};
+use crate::read;
 use crate::storable;
 use crate::{
     Appended, AttemptOutcome, Claimed, DeadLetter, DeadQuery, DeliveryDetail, DeliveryStatus,
@@ -237,7 +238,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|row| values::event(row).map(|event| (event.id, event)))
+            .map(|row| read::event::<Sqlite>(row).map(|event| (event.id, event)))
             .collect::<Result<_>>()?;
 
         let mut out = Vec::with_capacity(claimed.len());
@@ -455,92 +456,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>> {
-        let mut sql = QueryBuilder::<Sqlite>::new(sql::LIST_EVENTS);
-        if let Some(source) = &query.source {
-            sql.push(" AND e.source_name = ").push_bind(source);
-        }
-        if let Some(ty) = &query.ty {
-            sql.push(" AND e.type = ").push_bind(ty);
-        }
-        if query.trigger.is_some() || query.status.is_some() {
-            sql.push(sql::LIST_EVENTS_WITH_DELIVERY);
-            if let Some(trigger) = &query.trigger {
-                sql.push(" AND x.trigger = ").push_bind(trigger);
-            }
-            if let Some(status) = query.status {
-                sql.push(sql::DELIVERY_STATUS_IS).push_bind(status.as_str());
-            }
-            sql.push(")");
-        }
-        if let Some(since) = query.since {
-            sql.push(" AND e.received_at >= ")
-                .push_bind(timestamp(since));
-        }
-        if let Some(after) = query.after {
-            sql.push(" AND e.id > ").push_bind(uuid_text(after));
-        }
-        let order = if query.after.is_some() {
-            " ORDER BY e.id"
-        } else {
-            " ORDER BY e.id DESC"
-        };
-        sql.push(order);
-        sql.push(" LIMIT ")
-            .push_bind(queue::limit(query.limit).unwrap_or(-1));
-        sql.push(sql::LIST_EVENTS_SUMMARY);
-        sql.push(order);
-
-        let found = sql.build().fetch_all(&self.pool).await?;
-        found
-            .iter()
-            .map(|row| {
-                Ok(EventSummary {
-                    id: parse_uuid(row.try_get("id")?)?,
-                    source_name: row.try_get("source_name")?,
-                    ty: row.try_get("type")?,
-                    subject: row.try_get("subject")?,
-                    received_at: timestamp_at(row, "received_at")?,
-                    deliveries: queue::count(row.try_get("deliveries")?),
-                    succeeded: queue::count(row.try_get("succeeded")?),
-                    pending: queue::count(row.try_get("pending")?),
-                    dead: queue::count(row.try_get("dead")?),
-                })
-            })
-            .collect()
+        read::list_events(&self.pool, query).await
     }
 
     async fn get_event(&self, id: Uuid) -> Result<Option<EventDetail>> {
-        let id_text = uuid_text(id);
-        let Some(row) = sqlx::query(sql::GET_EVENT)
-            .bind(&id_text)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let event = values::event(&row)?;
-        let mut deliveries = sqlx::query(sql::DELIVERIES_OF_EVENT)
-            .bind(&id_text)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(values::delivery)
-            .collect::<Result<Vec<_>>>()?;
-        let attempts = sqlx::query(sql::ATTEMPTS_OF_EVENT)
-            .bind(&id_text)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(values::attempt)
-            .collect::<Result<Vec<_>>>()?;
-        queue::attach_attempts(&mut deliveries, attempts);
-        Ok(Some(EventDetail {
-            source_name: event.source_name.clone(),
-            received_at: event.received_at,
-            dedupe_key: event.dedupe_key.clone(),
-            event,
-            deliveries,
-        }))
+        read::get_event(&self.pool, id).await
     }
 
     async fn events_between(
@@ -551,25 +471,11 @@ impl Store for SqliteStore {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Event>> {
-        sqlx::query(sql::EVENTS_BETWEEN)
-            .bind(timestamp(since))
-            .bind(timestamp(until))
-            .bind(source)
-            .bind(after.map(uuid_text))
-            .bind(queue::limit(limit).unwrap_or(-1))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(values::event)
-            .collect()
+        read::events_between(&self.pool, since, until, source, after, limit).await
     }
 
     async fn schedule_position(&self, source: &str) -> Result<Option<DateTime<Utc>>> {
-        let position: Option<String> = sqlx::query_scalar(sql::SCHEDULE_POSITION)
-            .bind(source)
-            .fetch_optional(&self.pool)
-            .await?;
-        position.as_deref().map(parse_timestamp).transpose()
+        read::schedule_position(&self.pool, source).await
     }
 
     async fn record_fire(
@@ -607,26 +513,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_skipped(&self, source: &str, limit: u32) -> Result<Vec<DateTime<Utc>>> {
-        let times: Vec<String> = sqlx::query_scalar(sql::LIST_SKIPPED)
-            .bind(source)
-            .bind(queue::limit(limit).unwrap_or(-1))
-            .fetch_all(&self.pool)
-            .await?;
-        times.iter().map(|t| parse_timestamp(t)).collect()
+        read::list_skipped(&self.pool, source, limit).await
     }
 
     async fn source_position(&self, source: &str) -> Result<Option<serde_json::Value>> {
-        let position: Option<String> = sqlx::query_scalar(sql::SOURCE_POSITION)
-            .bind(source)
-            .fetch_optional(&self.pool)
-            .await?;
-        position
-            .map(|text| {
-                serde_json::from_str(&text).map_err(|error| {
-                    StoreError::Invalid(format!("the position of {source:?} is not JSON: {error}"))
-                })
-            })
-            .transpose()
+        read::source_position(&self.pool, source).await
     }
 
     async fn append_with_position(
@@ -672,66 +563,15 @@ impl Store for SqliteStore {
     }
 
     async fn list_rejected(&self, source: Option<&str>, limit: u32) -> Result<Vec<RejectedInput>> {
-        sqlx::query(sql::LIST_REJECTED)
-            .bind(source)
-            .bind(queue::limit(limit).unwrap_or(-1))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(RejectedInput {
-                    id: row.try_get("id")?,
-                    source_name: row.try_get("source_name")?,
-                    input_id: row.try_get("input_id")?,
-                    reason: row.try_get("reason")?,
-                    body: row.try_get("body")?,
-                    received_at: timestamp_at(row, "received_at")?,
-                })
-            })
-            .collect()
+        read::list_rejected(&self.pool, source, limit).await
     }
 
     async fn list_dead(&self, query: &DeadQuery) -> Result<Vec<DeadLetter>> {
-        sqlx::query(sql::LIST_DEAD)
-            .bind(query.trigger.as_deref())
-            .bind(query.since.map(timestamp))
-            .bind(queue::limit(query.limit).unwrap_or(-1))
-            .bind(query.before.map(timestamp))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(DeadLetter {
-                    delivery_id: row.try_get("id")?,
-                    event_id: parse_uuid(row.try_get("event_id")?)?,
-                    trigger: row.try_get("trigger")?,
-                    source_name: row.try_get("source_name")?,
-                    ty: row.try_get("type")?,
-                    attempts: queue::count(row.try_get("attempts")?),
-                    last_error: row.try_get("last_error")?,
-                    died_at: timestamp_at(row, "updated_at")?,
-                })
-            })
-            .collect()
+        read::list_dead(&self.pool, query).await
     }
 
     async fn get_delivery(&self, id: i64) -> Result<Option<DeliveryDetail>> {
-        let Some(row) = sqlx::query(sql::GET_DELIVERY)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut delivery = values::delivery(&row)?;
-        delivery.attempt_log = sqlx::query(sql::ATTEMPTS_OF_DELIVERY)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(values::attempt)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(delivery))
+        read::get_delivery(&self.pool, id).await
     }
 
     async fn replay_dead(&self, ids: &[i64]) -> Result<Vec<i64>> {
@@ -763,24 +603,13 @@ impl Store for SqliteStore {
 
     async fn purge_dead(&self, query: &DeadQuery) -> Result<u64> {
         let _gate = self.gate().await?;
-        let done = sqlx::query(sql::PURGE_DEAD)
-            .bind(query.trigger.as_deref())
-            .bind(query.since.map(timestamp))
-            .bind(queue::limit(query.limit).unwrap_or(-1))
-            .bind(query.before.map(timestamp))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        read::purge_dead(&self.pool, query).await
     }
 
     async fn stats(&self) -> Result<QueueStats> {
         let now = Utc::now();
-        let depth = sqlx::query(sql::DEPTH_PER_TRIGGER)
-            .fetch_all(&self.pool)
-            .await?;
-        let dead = sqlx::query(sql::DEAD_PER_TRIGGER)
-            .fetch_all(&self.pool)
-            .await?;
+        let depth = read::per_trigger(&self.pool, "pending").await?;
+        let dead = read::per_trigger(&self.pool, "dead").await?;
         let oldest: Option<String> = sqlx::query_scalar(sql::OLDEST_RUNNABLE)
             .bind(timestamp(now))
             .fetch_one(&self.pool)
@@ -795,9 +624,9 @@ impl Store for SqliteStore {
             None => 0.0,
         };
         Ok(QueueStats {
-            depth: values::per_trigger(&depth)?,
+            depth,
             oldest_pending_secs: oldest_pending_secs.max(0.0),
-            dead: values::per_trigger(&dead)?,
+            dead,
         })
     }
 }

@@ -1,6 +1,9 @@
-//! Every statement the SQLite store runs. Timestamps are bound as text in the fixed
-//! form `values::timestamp` writes, so comparing them as text compares the times;
-//! lists of triggers or ids arrive as one JSON array and are read with `json_each`.
+//! The statements the SQLite store runs itself (the reads both backends share are
+//! in `read`). Timestamps are bound as text in the fixed form `values::timestamp`
+//! writes, so comparing them as text compares the times; lists of triggers or ids
+//! arrive as one JSON array and are read with `json_each`.
+
+use crate::read::event_columns;
 
 /// Takes the write lock at once, so the transaction never has to upgrade a read lock
 /// (which fails with `SQLITE_BUSY` instead of waiting).
@@ -10,44 +13,6 @@ pub(super) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 pub(super) const PROBE_WRITE: &str = "
     INSERT INTO readiness (id, checked_at) VALUES (1, ?1)
     ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
-
-/// The columns of `events` aliased `e`, as `values::event` reads them.
-macro_rules! event_columns {
-    () => {
-        "e.id, e.source_name, e.source, e.type, e.subject, e.time, e.datacontenttype, e.data, \
-         e.data_base64, e.partitionkey, e.traceparent, e.dedupe_key, e.received_at"
-    };
-}
-
-/// The status the store reports for the delivery aliased `$d`. A claim leaves a
-/// delivery `pending` and gives it a lease (see migration 0006): a `pending` delivery
-/// holding a lease is `running`.
-macro_rules! status_of {
-    ($d:literal) => {
-        concat!(
-            "iif(",
-            $d,
-            ".status = 'pending' AND ",
-            $d,
-            ".lease_token IS NOT NULL, ",
-            "'running', ",
-            $d,
-            ".status)"
-        )
-    };
-}
-
-/// The columns of `deliveries` aliased `d` that `values::delivery` reads.
-macro_rules! delivery_columns {
-    () => {
-        concat!(
-            "d.id, d.event_id, d.trigger, ",
-            status_of!("d"),
-            " AS status, d.attempts, d.run_at, d.created_at, d.updated_at, d.ordering_key, \
-             d.replay_of, d.last_error"
-        )
-    };
-}
 
 /// True when delivery `d` is not held back by its ordering key: no other delivery of
 /// the same trigger and key is running (pending under a lease), and no earlier one is
@@ -194,107 +159,16 @@ pub(super) const NEXT_RUN_AT: &str = concat!(
     ordering_clear!()
 );
 
-/// The start of `list_events`: the matching events, before the filters, order and
-/// limit that `QueryBuilder` appends, and [`LIST_EVENTS_SUMMARY`].
-pub(super) const LIST_EVENTS: &str = "
-    SELECT e.id, e.source_name, e.type, e.subject, e.received_at,
-           count(d.id) AS deliveries,
-           coalesce(sum(d.status = 'succeeded'), 0) AS succeeded,
-           coalesce(sum(d.status = 'pending'), 0) AS pending,
-           coalesce(sum(d.status = 'dead'), 0) AS dead
-    FROM (SELECT e.id, e.source_name, e.type, e.subject, e.received_at FROM events e WHERE 1";
-
-/// Filters `list_events` to events with a delivery that matches further conditions.
-pub(super) const LIST_EVENTS_WITH_DELIVERY: &str =
-    " AND EXISTS (SELECT 1 FROM deliveries x WHERE x.event_id = e.id";
-
-/// Inside [`LIST_EVENTS_WITH_DELIVERY`], before the status it matches.
-pub(super) const DELIVERY_STATUS_IS: &str = concat!(" AND ", status_of!("x"), " = ");
-
-/// Closes the event subquery of [`LIST_EVENTS`] and counts each event's deliveries.
-pub(super) const LIST_EVENTS_SUMMARY: &str =
-    ") e LEFT JOIN deliveries d ON d.event_id = e.id GROUP BY e.id";
-
-pub(super) const GET_EVENT: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM events e WHERE e.id = ?1"
-);
-
-pub(super) const DELIVERIES_OF_EVENT: &str = concat!(
-    "SELECT ",
-    delivery_columns!(),
-    " FROM deliveries d WHERE d.event_id = ?1 ORDER BY d.id"
-);
-
-pub(super) const ATTEMPTS_OF_EVENT: &str = "
-    SELECT a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.error
-    FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
-    WHERE d.event_id = ?1
-    ORDER BY a.delivery_id, a.attempt";
-
-pub(super) const GET_DELIVERY: &str = concat!(
-    "SELECT ",
-    delivery_columns!(),
-    " FROM deliveries d WHERE d.id = ?1"
-);
-
-pub(super) const ATTEMPTS_OF_DELIVERY: &str = "
-    SELECT delivery_id, attempt, started_at, duration_ms, outcome, error
-    FROM attempts WHERE delivery_id = ?1 ORDER BY attempt";
-
-/// `?1` since, `?2` until (excluded), `?3` source name or null, `?4` limit (-1: none).
-pub(super) const EVENTS_BETWEEN: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    "
-    FROM events e
-    WHERE e.received_at >= ?1 AND e.received_at < ?2 AND (?3 IS NULL OR e.source_name = ?3)
-      AND (?4 IS NULL OR e.id > ?4)
-    ORDER BY e.id
-    LIMIT ?5"
-);
-
-/// `?1` trigger or null, `?2` since or null, `?3` limit (-1: none).
-pub(super) const LIST_DEAD: &str = "
-    SELECT d.id, d.event_id, d.trigger, e.source_name, e.type, d.attempts, d.last_error,
-           d.updated_at
-    FROM deliveries d JOIN events e ON e.id = d.event_id
-    WHERE d.status = 'dead' AND (?1 IS NULL OR d.trigger = ?1) AND (?2 IS NULL OR d.updated_at >= ?2)
-      AND (?4 IS NULL OR d.updated_at < ?4)
-    ORDER BY d.updated_at DESC, d.id DESC
-    LIMIT ?3";
-
 /// `?1` now, `?2` delivery. Returns what the replay needs, if the row was dead.
 pub(super) const MARK_REPLAYED: &str = "
     UPDATE deliveries SET status = 'replayed', updated_at = ?1
     WHERE id = ?2 AND status = 'dead'
     RETURNING event_id, trigger, ordering_key";
 
-/// The parameters of [`LIST_DEAD`]; deletes the dead letters it would list.
-pub(super) const PURGE_DEAD: &str = "
-    DELETE FROM deliveries WHERE id IN (
-        SELECT d.id FROM deliveries d
-        WHERE d.status = 'dead' AND (?1 IS NULL OR d.trigger = ?1)
-          AND (?2 IS NULL OR d.updated_at >= ?2)
-          AND (?4 IS NULL OR d.updated_at < ?4)
-        ORDER BY d.updated_at DESC, d.id DESC
-        LIMIT ?3)";
-
-pub(super) const DEPTH_PER_TRIGGER: &str = "
-    SELECT trigger, count(*) FROM deliveries
-    WHERE status = 'pending' GROUP BY trigger ORDER BY trigger";
-
-pub(super) const DEAD_PER_TRIGGER: &str = "
-    SELECT trigger, count(*) FROM deliveries
-    WHERE status = 'dead' GROUP BY trigger ORDER BY trigger";
-
 /// `?1` now.
 pub(super) const OLDEST_RUNNABLE: &str = "
     SELECT min(run_at) FROM deliveries
     WHERE status = 'pending' AND lease_token IS NULL AND run_at <= ?1";
-
-pub(super) const SCHEDULE_POSITION: &str = "SELECT position FROM schedules WHERE source_name = ?1";
 
 /// `?1` source, `?2` position, `?3` now: moves the position forward, never back.
 pub(super) const ADVANCE_SCHEDULE: &str = "
@@ -311,13 +185,6 @@ pub(super) const INSERT_SKIPPED: &str = "
         SELECT 1 FROM events e WHERE e.source_name = ?1 AND e.type = 'cron.tick' AND e.time = ?2)
     ON CONFLICT DO NOTHING";
 
-pub(super) const LIST_SKIPPED: &str = "
-    SELECT scheduled_time FROM skipped_fires WHERE source_name = ?1
-    ORDER BY scheduled_time DESC LIMIT ?2";
-
-pub(super) const SOURCE_POSITION: &str =
-    "SELECT position FROM source_positions WHERE source_name = ?1";
-
 /// `?1` source, `?2` position (JSON), `?3` now.
 pub(super) const SAVE_POSITION: &str = "
     INSERT INTO source_positions (source_name, position, updated_at) VALUES (?1, ?2, ?3)
@@ -330,10 +197,3 @@ pub(super) const REJECT_INPUT: &str = "
     INSERT INTO rejected_inputs (source_name, input_id, reason, body, received_at)
     VALUES (?1, ?2, ?3, ?4, ?5)
     ON CONFLICT DO NOTHING";
-
-/// `?1` source or null, `?2` limit (-1: none).
-pub(super) const LIST_REJECTED: &str = "
-    SELECT id, source_name, input_id, reason, body, received_at FROM rejected_inputs
-    WHERE ?1 IS NULL OR source_name = ?1
-    ORDER BY id DESC
-    LIMIT ?2";

@@ -1,16 +1,19 @@
 //! SQLite values to and from the crate's types: timestamps as fixed-width text, UUIDs
-//! as hyphenated text, lists as JSON, and the readers for the column lists in `sql`.
+//! as hyphenated text, lists and JSON values as JSON text; and the [`Backend`] of the
+//! shared reads, which binds and decodes them so.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-use switchyard_core::Event;
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqlitePool, SqliteRow};
+use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
 use crate::queue;
-use crate::{AttemptRecord, DeliveryDetail, Result, StoreError};
+use crate::read::{Backend, Param, Statement};
+use crate::{Result, StoreError};
 
 /// The stored form of a timestamp: UTC with microseconds, always the same width, so
 /// that text order is time order.
@@ -55,71 +58,71 @@ pub(super) fn json_list(items: &[String]) -> String {
     serde_json::Value::from(items).to_string()
 }
 
-/// Reads the event columns `sql` selects (its `event_columns!`).
-pub(super) fn event(row: &SqliteRow) -> Result<Event> {
-    let id: String = row.try_get("id")?;
-    let data = row
-        .try_get::<Option<String>, _>("data")?
-        .map(|text| serde_json::from_str(&text))
-        .transpose()
-        .map_err(|error| StoreError::Invalid(format!("event {id} data is not JSON: {error}")))?;
-    Ok(Event {
-        specversion: "1.0".to_owned(),
-        id: parse_uuid(&id)?,
-        source: row.try_get("source")?,
-        ty: row.try_get("type")?,
-        subject: row.try_get("subject")?,
-        time: timestamp_at(row, "time")?,
-        datacontenttype: row.try_get("datacontenttype")?,
-        data,
-        data_base64: row.try_get("data_base64")?,
-        partitionkey: row.try_get("partitionkey")?,
-        traceparent: row.try_get("traceparent")?,
-        source_name: row.try_get("source_name")?,
-        dedupe_key: row.try_get("dedupe_key")?,
-        received_at: timestamp_at(row, "received_at")?,
-    })
+impl Backend for Sqlite {
+    /// SQLite has no schemas: the tables are the database's own.
+    fn table_names(sql: &str) -> Cow<'_, str> {
+        Cow::Owned(sql.replace("switchyard.", ""))
+    }
+
+    fn placeholder(n: usize) -> String {
+        format!("?{n}")
+    }
+
+    async fn fetch(pool: &SqlitePool, statement: Statement<Self>) -> Result<Vec<SqliteRow>> {
+        Ok(bound(&statement).fetch_all(pool).await?)
+    }
+
+    async fn execute(pool: &SqlitePool, statement: Statement<Self>) -> Result<u64> {
+        Ok(bound(&statement).execute(pool).await?.rows_affected())
+    }
+
+    fn text(row: &SqliteRow, column: &str) -> Result<String> {
+        Ok(row.try_get(column)?)
+    }
+
+    fn optional_text(row: &SqliteRow, column: &str) -> Result<Option<String>> {
+        Ok(row.try_get(column)?)
+    }
+
+    fn int(row: &SqliteRow, column: &str) -> Result<i64> {
+        Ok(row.try_get(column)?)
+    }
+
+    fn optional_int(row: &SqliteRow, column: &str) -> Result<Option<i64>> {
+        Ok(row.try_get(column)?)
+    }
+
+    fn count(row: &SqliteRow, column: &str) -> Result<u32> {
+        Ok(queue::count(row.try_get(column)?))
+    }
+
+    fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>> {
+        timestamp_at(row, column)
+    }
+
+    fn uuid(row: &SqliteRow, column: &str) -> Result<Uuid> {
+        parse_uuid(&row.try_get::<String, _>(column)?)
+    }
+
+    /// JSON is stored as text.
+    fn json(row: &SqliteRow, column: &str) -> Result<Option<serde_json::Value>> {
+        row.try_get::<Option<String>, _>(column)?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|error| StoreError::Invalid(format!("stored {column} is not JSON: {error}")))
+    }
 }
 
-/// Reads the delivery columns `sql` selects (its `delivery_columns!`), with an empty
-/// attempt log.
-pub(super) fn delivery(row: &SqliteRow) -> Result<DeliveryDetail> {
-    Ok(DeliveryDetail {
-        id: row.try_get("id")?,
-        event_id: parse_uuid(row.try_get("event_id")?)?,
-        trigger: row.try_get("trigger")?,
-        status: queue::status(row.try_get("status")?)?,
-        attempts: queue::count(row.try_get("attempts")?),
-        run_at: timestamp_at(row, "run_at")?,
-        created_at: timestamp_at(row, "created_at")?,
-        updated_at: timestamp_at(row, "updated_at")?,
-        ordering_key: row.try_get("ordering_key")?,
-        replay_of: row.try_get("replay_of")?,
-        last_error: row.try_get("last_error")?,
-        attempt_log: Vec::new(),
-    })
-}
-
-/// Reads a row of `attempts`.
-pub(super) fn attempt(row: &SqliteRow) -> Result<AttemptRecord> {
-    Ok(AttemptRecord {
-        delivery_id: row.try_get("delivery_id")?,
-        attempt: queue::count(row.try_get("attempt")?),
-        started_at: timestamp_at(row, "started_at")?,
-        duration_ms: row.try_get("duration_ms")?,
-        outcome: queue::outcome(row.try_get("outcome")?)?,
-        error: row.try_get("error")?,
-    })
-}
-
-/// Reads `(trigger, count)` rows.
-pub(super) fn per_trigger(rows: &[SqliteRow]) -> Result<Vec<(String, u64)>> {
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
-            ))
-        })
-        .collect()
+/// `statement` with its parameters bound.
+fn bound(statement: &Statement<Sqlite>) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+    let mut query = sqlx::query(statement.sql());
+    for param in statement.params() {
+        query = match param {
+            Param::Text(text) => query.bind(text.clone()),
+            Param::Int(value) => query.bind(*value),
+            Param::Time(time) => query.bind(timestamp(*time)),
+            Param::Uuid(id) => query.bind(uuid_text(*id)),
+        };
+    }
+    query
 }
