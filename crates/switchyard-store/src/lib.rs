@@ -11,12 +11,15 @@
 //! - `attempts`: append-only, one row per finished or abandoned attempt;
 //! - `source_positions` and `rejected_inputs`: what sources keep between runs.
 //!
+//! - `usage`: attempts per day and trigger, rolled up by retention before it deletes them.
+//!
 //! A dead letter is a delivery whose status is `dead`.
 
 mod migrations;
 mod postgres;
 mod queue;
 mod read;
+mod retention;
 mod sqlite;
 mod storable;
 mod types;
@@ -28,9 +31,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use switchyard_core::config::RetentionConfig;
 use uuid::Uuid;
 
 pub use postgres::PostgresStore;
+pub use retention::{RETENTION_BATCH, RetentionDeleted, RetentionDue, Usage, delete_expired};
 pub use sqlite::SqliteStore;
 pub use types::*;
 
@@ -270,6 +275,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue figures for `/metrics`.
     async fn stats(&self) -> Result<QueueStats>;
+
+    /// What retention under `policy` would delete at `now`, per table (`events`,
+    /// `dead_letters`, `rejected_inputs`), with each table's oldest row. Reads only.
+    async fn retention_due(
+        &self,
+        policy: &RetentionConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RetentionDue>>;
+
+    /// Deletes one batch of what has expired at `now` under `policy` (the rules are in
+    /// `docs/event-log.md`): at most `limit` rows of each table, oldest first, each
+    /// table's batch in a transaction of its own that first rolls the attempts it
+    /// deletes up into `usage`. Rows another transaction holds are left for a later
+    /// batch (Postgres). [`delete_expired`] repeats it until nothing is left.
+    async fn delete_expired(
+        &self,
+        policy: &RetentionConfig,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<RetentionDeleted>;
+
+    /// The `usage` table: attempts that retention deleted, per UTC day and trigger,
+    /// oldest day first.
+    async fn usage(&self) -> Result<Vec<Usage>>;
 }
 
 /// Applies `op` again to parts of a batch of `len` items after the store refused the

@@ -84,6 +84,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(
             "readiness",
             include_str!("../../../migrations/postgres/0009_readiness.sql"),
         ),
+        (
+            10,
+            "retention",
+            include_str!("../../../migrations/postgres/0010_retention.sql"),
+        ),
     ],
     &[Reworded {
         version: 8,
@@ -129,6 +134,11 @@ pub(crate) const SQLITE: Embedded = Embedded(
             7,
             "readiness",
             include_str!("../../../migrations/sqlite/0007_readiness.sql"),
+        ),
+        (
+            8,
+            "retention",
+            include_str!("../../../migrations/sqlite/0008_retention.sql"),
         ),
     ],
     &[],

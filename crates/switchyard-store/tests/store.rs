@@ -1,8 +1,8 @@
 //! One behavioural suite, run against both backends.
 //!
-//! Each scenario in `store/queue.rs`, `store/inspect.rs` and `store/sources.rs` is
-//! written once as `async fn(Arc<dyn Store>)` and instantiated here for SQLite (a
-//! fresh temporary file) and Postgres (a fresh database created from the admin URL in
+//! Each scenario in `store/queue.rs`, `store/inspect.rs`, `store/sources.rs` and
+//! `store/retention.rs` is written once as `async fn(Arc<dyn Store>)` and instantiated
+//! here for SQLite (a fresh temporary file) and Postgres (a fresh database created from the admin URL in
 //! `SWITCHYARD_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! Postgres must be reachable: the Postgres tests fail, never skip, without it.
 
@@ -12,6 +12,8 @@ mod inspect;
 mod poison;
 #[path = "store/queue.rs"]
 mod queue;
+#[path = "store/retention.rs"]
+mod retention;
 #[path = "store/sources.rs"]
 mod sources;
 #[path = "store/support.rs"]
@@ -201,6 +203,10 @@ both_backends!(
     sources::rejected_inputs_are_kept_once_newest_first,
     poison::unstorable_texts_are_recorded_safely,
     poison::keys_too_long_for_an_index_still_dedupe_and_order,
+    retention::old_finished_events_go_and_unfinished_ones_stay,
+    retention::dead_letters_expire_by_their_own_period,
+    retention::sources_override_the_periods,
+    retention::batches_go_oldest_first,
 );
 
 // ---------------------------------------------------------------------------------
@@ -711,6 +717,127 @@ async fn postgres_add_deliveries_waits_for_a_delete_of_its_event() {
             0,
             "a delivery outlived its event"
         );
+        conn.close().await.unwrap();
+    })
+    .await;
+}
+
+/// Retention races replays of the very events it deletes: a replay that adds a
+/// delivery to an event (or turns a dead letter into a new pending delivery) must
+/// either fail because the event is gone, or leave the event and its new delivery in
+/// place. Retention must never delete an event with an unfinished delivery.
+#[tokio::test]
+async fn postgres_retention_never_deletes_an_event_a_replay_races() {
+    with_pg_db(|db| async move {
+        let store: Arc<dyn Store> = db.open().await;
+        store.migrate().await.unwrap();
+        let received_at = micros(chrono::Utc::now() - chrono::Duration::days(40));
+        let events: Vec<_> = (0..300)
+            .map(|i| {
+                let mut e = event("s", "x");
+                e.received_at = received_at;
+                to(&e, &[if i < 150 { "ok" } else { "bad" }])
+            })
+            .collect();
+        store.append(&events).await.unwrap();
+        for (trigger, outcome) in [("ok", AttemptOutcome::Succeeded), ("bad", AttemptOutcome::Dead)]
+        {
+            let claimed = claim(&store, &[trigger], 150).await;
+            let results: Vec<Finished> = claimed
+                .iter()
+                .map(|c| finished(c, outcome, None, None))
+                .collect();
+            assert!(store.finish(&results).await.unwrap().iter().all(|ok| *ok));
+        }
+        let dead: Vec<i64> = store
+            .list_dead(&switchyard_store::DeadQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.delivery_id)
+            .collect();
+        assert_eq!(dead.len(), 150);
+
+        let policy = switchyard_core::config::RetentionConfig::default();
+        let later = chrono::Utc::now() + chrono::Duration::days(91);
+        let deleting = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut total = switchyard_store::RetentionDeleted::default();
+                loop {
+                    let batch = store.delete_expired(&policy, later, 7).await.unwrap();
+                    if batch.is_empty() {
+                        return total;
+                    }
+                    total += batch;
+                }
+            }
+        });
+        let adding = tokio::spawn({
+            let store = store.clone();
+            let ids: Vec<Uuid> = events[..150].iter().map(|e| e.event.id).collect();
+            async move {
+                let again = [switchyard_store::NewDelivery {
+                    trigger: "again".to_owned(),
+                    ordering_key: None,
+                    claim: false,
+                }];
+                let mut kept = Vec::new();
+                for id in ids.into_iter().rev() {
+                    match store.add_deliveries(id, &again, None).await {
+                        Ok(_) => kept.push(id),
+                        Err(StoreError::Invalid(_)) => {}
+                        Err(other) => panic!("add_deliveries: {other}"),
+                    }
+                }
+                kept
+            }
+        });
+        let replaying = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut kept = Vec::new();
+                for id in dead.into_iter().rev() {
+                    if !store.replay_dead(&[id]).await.unwrap().is_empty() {
+                        kept.push(id);
+                    }
+                }
+                kept
+            }
+        });
+        let deleted = deleting.await.unwrap();
+        let added = adding.await.unwrap();
+        let replayed = replaying.await.unwrap();
+        assert!(deleted.events > 0, "retention deleted nothing: {deleted:?}");
+        assert_eq!(
+            deleted.events as usize + added.len() + replayed.len(),
+            300,
+            "every event is either deleted or kept by its new delivery: {deleted:?}, {} added, {} replayed",
+            added.len(),
+            replayed.len()
+        );
+        for id in added {
+            let detail = store.get_event(id).await.unwrap();
+            let detail = detail.unwrap_or_else(|| panic!("event {id} lost its new delivery"));
+            assert!(detail.deliveries.iter().any(|d| d.trigger == "again"));
+        }
+        for id in replayed {
+            let replay = store.get_delivery(id).await.unwrap();
+            let replay = replay.unwrap_or_else(|| panic!("replayed dead letter {id} is gone"));
+            assert!(store.get_event(replay.event_id).await.unwrap().is_some());
+        }
+        let mut conn = PgConnection::connect(&db.url).await.unwrap();
+        let orphans: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM switchyard.deliveries d
+             WHERE NOT EXISTS (SELECT 1 FROM switchyard.events e WHERE e.id = d.event_id)",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(orphans, 0, "deliveries outlived their events");
         conn.close().await.unwrap();
     })
     .await;

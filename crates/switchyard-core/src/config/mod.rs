@@ -11,6 +11,7 @@
 
 mod handler;
 mod interpolate;
+mod retention;
 mod s3;
 mod secret;
 mod source;
@@ -25,6 +26,7 @@ use serde_norway::Value;
 
 pub use handler::{BuiltinHandler, CommandHandler, HandlerSpec, LogHandler, WebhookHandler};
 pub use interpolate::{Environment, PlaceholderEnv, ProcessEnv, interpolate};
+pub use retention::{RetainedTable, RetentionConfig, RetentionPeriod, SourceRetention};
 pub use s3::{ObjectChange, S3EventFilter, S3Mode, S3Polling, S3Source};
 pub use secret::Secret;
 pub use source::{
@@ -43,6 +45,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub http: HttpConfig,
     pub dispatcher: DispatcherConfig,
+    pub retention: RetentionConfig,
     pub sources: BTreeMap<String, SourceConfig>,
     pub triggers: BTreeMap<String, TriggerConfig>,
 }
@@ -319,11 +322,13 @@ impl Config {
         };
 
         let mut unparsed_sources = BTreeSet::new();
+        let mut source_retention = BTreeMap::new();
         let mut config = Config {
             store: DEFAULT_STORE.to_owned(),
             queue: QueueConfig::default(),
             http: HttpConfig::default(),
             dispatcher: DispatcherConfig::default(),
+            retention: RetentionConfig::default(),
             sources: BTreeMap::new(),
             triggers: BTreeMap::new(),
         };
@@ -340,16 +345,19 @@ impl Config {
                 "queue" => set(&mut config.queue, section(&key, value, &mut errors)),
                 "http" => set(&mut config.http, section(&key, value, &mut errors)),
                 "dispatcher" => set(&mut config.dispatcher, section(&key, value, &mut errors)),
+                "retention" => set(&mut config.retention, section(&key, value, &mut errors)),
                 "sources" => {
+                    let value = take_source_retention(value, &mut source_retention, &mut errors);
                     (config.sources, unparsed_sources) = entries(&key, value, &mut errors);
                 }
                 "triggers" => config.triggers = entries(&key, value, &mut errors).0,
                 other => errors.push(ConfigError::new(
                     other,
-                    "unknown field, expected one of store, queue, http, dispatcher, sources, triggers",
+                    "unknown field, expected one of store, queue, http, dispatcher, retention, sources, triggers",
                 )),
             }
         }
+        config.retention.sources = source_retention;
         Ok(Partial {
             config,
             errors,
@@ -418,6 +426,13 @@ impl Config {
                     "{} is too short (at least 10ms)",
                     self.dispatcher.poll_interval
                 ),
+            );
+        }
+
+        if self.retention.interval < HumanDuration::from_secs(1) {
+            err(
+                "retention.interval".into(),
+                format!("{} is too short (at least 1s)", self.retention.interval),
             );
         }
 
@@ -609,6 +624,31 @@ fn section<T: DeserializeOwned>(
             None
         }
     }
+}
+
+/// Takes the `retention` key out of each source under `sources:` (`value`), parsing
+/// it into `overrides` by source name, and returns the sources without it: the rest of
+/// a source is its kind alone.
+fn take_source_retention(
+    mut value: Value,
+    overrides: &mut BTreeMap<String, SourceRetention>,
+    errors: &mut Vec<ConfigError>,
+) -> Value {
+    let Value::Mapping(sources) = &mut value else {
+        return value;
+    };
+    for (name, source) in sources.iter_mut() {
+        let (Some(name), Value::Mapping(source)) = (name.as_str(), source) else {
+            continue;
+        };
+        if let Some(retention) = source.remove("retention")
+            && let Some(retention) =
+                section(&format!("sources.{name}.retention"), retention, errors)
+        {
+            overrides.insert(name.to_owned(), retention);
+        }
+    }
+    value
 }
 
 /// Deserializes a map of named entries, each on its own.

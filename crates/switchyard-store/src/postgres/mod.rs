@@ -7,6 +7,7 @@
 //! Claims use `FOR UPDATE SKIP LOCKED`, and `NOTIFY switchyard_work` wakes idle
 //! dispatchers in other processes when runnable work appears.
 
+mod retention;
 mod sql;
 mod values;
 
@@ -19,7 +20,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Row};
 use switchyard_core::Event;
-use switchyard_core::config::redact_url;
+use switchyard_core::config::{RetentionConfig, redact_url};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -30,8 +31,8 @@ use crate::read;
 use crate::storable;
 use crate::{
     Appended, Claimed, DeadLetter, DeadQuery, DeliveryDetail, EventDetail, EventQuery,
-    EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats, RejectedInput, Result, Store,
-    StoreError,
+    EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats, RejectedInput, Result,
+    RetentionDeleted, RetentionDue, Store, StoreError, Usage,
 };
 
 /// The store on a Postgres database, in its `switchyard` schema.
@@ -525,6 +526,27 @@ impl Store for PostgresStore {
             oldest_pending_secs: oldest_pending_secs.max(0.0),
             dead,
         })
+    }
+
+    async fn retention_due(
+        &self,
+        policy: &RetentionConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RetentionDue>> {
+        self.retention_due_now(policy, now).await
+    }
+
+    async fn delete_expired(
+        &self,
+        policy: &RetentionConfig,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<RetentionDeleted> {
+        self.delete_expired_batch(policy, now, limit).await
+    }
+
+    async fn usage(&self) -> Result<Vec<Usage>> {
+        self.usage_rows().await
     }
 }
 

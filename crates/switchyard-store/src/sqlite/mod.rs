@@ -11,6 +11,7 @@
 //! hyphenated, and `data` as JSON. The current time comes from Rust and is bound, never
 //! from SQLite's date functions.
 
+mod retention;
 mod sql;
 mod values;
 mod write;
@@ -26,7 +27,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use switchyard_core::Event;
-use switchyard_core::config::redact_url;
+use switchyard_core::config::{RetentionConfig, redact_url};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
@@ -41,7 +42,7 @@ use crate::storable;
 use crate::{
     Appended, AttemptOutcome, Claimed, DeadLetter, DeadQuery, DeliveryDetail, DeliveryStatus,
     EventDetail, EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats,
-    RejectedInput, Result, Store, StoreError,
+    RejectedInput, Result, RetentionDeleted, RetentionDue, Store, StoreError, Usage,
 };
 
 /// The store in a SQLite database file (or in memory, for tests and trials).
@@ -628,6 +629,27 @@ impl Store for SqliteStore {
             oldest_pending_secs: oldest_pending_secs.max(0.0),
             dead,
         })
+    }
+
+    async fn retention_due(
+        &self,
+        policy: &RetentionConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RetentionDue>> {
+        self.retention_due_now(policy, now).await
+    }
+
+    async fn delete_expired(
+        &self,
+        policy: &RetentionConfig,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<RetentionDeleted> {
+        self.delete_expired_batch(policy, now, limit).await
+    }
+
+    async fn usage(&self) -> Result<Vec<Usage>> {
+        self.usage_rows().await
     }
 }
 
