@@ -6,6 +6,7 @@ mod support;
 mod crash;
 mod cron;
 mod delivery;
+mod explain;
 mod faults;
 mod http_source;
 mod listener;

@@ -13,7 +13,7 @@
 //!     - not: { data.key: { prefix: tmp/ } }
 //! ```
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::{Event, FieldPath};
@@ -21,11 +21,44 @@ use crate::{Event, FieldPath};
 /// A predicate over an event.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Filter {
+    /// Every filter of an explicit `all` list holds.
     All(Vec<Filter>),
+    /// Every clause of one map holds (a map of several keys is an implicit `all`).
+    Clauses(Vec<Filter>),
     Any(Vec<Filter>),
     Not(Box<Filter>),
-    Field { path: FieldPath, matcher: Matcher },
+    Field {
+        path: FieldPath,
+        matcher: Matcher,
+    },
 }
+
+/// Whether an event passes a filter, and if not, why: see [`Filter::explain`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", content = "failures", rename_all = "snake_case")]
+pub enum Verdict {
+    Matched,
+    /// The clauses that failed; never empty.
+    Failed(Vec<Failure>),
+}
+
+/// One filter clause an event failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// Where the clause is in the filter, as written in YAML: `subject`,
+    /// `any[1].data.size`, `not.type`.
+    pub place: String,
+    /// The attribute or data path the clause looks at.
+    pub path: String,
+    /// What the clause wanted: `"s3.object.created"`, `prefix "tmp/"`, `not suffix ".jpg"`.
+    pub expected: String,
+    /// The value the event has there, as JSON, cut to [`SEEN_CHARS`] characters;
+    /// `None` when the event has no value there.
+    pub seen: Option<String>,
+}
+
+/// The longest [`Failure::seen`] excerpt, in characters.
+pub const SEEN_CHARS: usize = 120;
 
 /// How a field's value is compared.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,14 +75,89 @@ impl Filter {
     /// Whether `event` passes the filter. A missing field matches nothing, so
     /// `not: { data.x: 1 }` passes events without `data.x`.
     pub fn matches(&self, event: &Event) -> bool {
-        match self {
-            Self::All(filters) => filters.iter().all(|f| f.matches(event)),
-            Self::Any(filters) => filters.iter().any(|f| f.matches(event)),
-            Self::Not(filter) => !filter.matches(event),
-            Self::Field { path, matcher } => path
-                .lookup(event)
-                .is_some_and(|value| matcher.matches(&value)),
+        self.evaluate(event, false, None)
+    }
+
+    /// Whether `event` passes the filter, and if not, every clause that failed with
+    /// the value the event has there. Agrees with [`matches`](Self::matches): both run
+    /// the same evaluation, this one without stopping at the first failure.
+    pub fn explain(&self, event: &Event) -> Verdict {
+        let mut failures = Vec::new();
+        if self.evaluate(event, false, Some(("", &mut failures))) {
+            return Verdict::Matched;
         }
+        if failures.is_empty() {
+            // Only an empty list fails without a failed leaf: `any: []`, or
+            // `not: { all: [] }`.
+            failures.push(Failure {
+                place: "filter".to_owned(),
+                path: String::new(),
+                expected: "a clause in an empty list, which no event passes".to_owned(),
+                seen: None,
+            });
+        }
+        Verdict::Failed(failures)
+    }
+
+    /// Whether the filter holds for `event` (its negation, when `negated`). With a
+    /// sink (the clause's place prefix and a list), a clause that does not hold adds
+    /// its failed leaves to the list, and one that holds adds nothing; without one,
+    /// combinators stop at the first clause that decides them.
+    fn evaluate(
+        &self,
+        event: &Event,
+        negated: bool,
+        sink: Option<(&str, &mut Vec<Failure>)>,
+    ) -> bool {
+        let filters = match self {
+            Self::Field { path, matcher } => {
+                let value = path.lookup(event);
+                let holds = value.as_ref().is_some_and(|v| matcher.matches(v)) != negated;
+                if !holds && let Some((place, failures)) = sink {
+                    failures.push(Failure {
+                        place: format!("{place}{path}"),
+                        path: path.to_string(),
+                        expected: matcher.describe(negated),
+                        seen: value.map(|v| excerpt(&v)),
+                    });
+                }
+                return holds;
+            }
+            Self::Not(filter) => {
+                return match sink {
+                    None => filter.evaluate(event, !negated, None),
+                    Some((place, failures)) => {
+                        let place = format!("{place}not.");
+                        filter.evaluate(event, !negated, Some((&place, failures)))
+                    }
+                };
+            }
+            Self::All(filters) | Self::Clauses(filters) | Self::Any(filters) => filters,
+        };
+        // By De Morgan, a negated `all` is an `any` of negated filters and vice versa.
+        let every = matches!(self, Self::All(_) | Self::Clauses(_)) != negated;
+        let Some((place, failures)) = sink else {
+            return if every {
+                filters.iter().all(|f| f.evaluate(event, negated, None))
+            } else {
+                filters.iter().any(|f| f.evaluate(event, negated, None))
+            };
+        };
+        let mut found = Vec::new();
+        let mut holds = every;
+        for (i, filter) in filters.iter().enumerate() {
+            let place = match self {
+                Self::All(_) => format!("{place}all[{i}]."),
+                Self::Any(_) => format!("{place}any[{i}]."),
+                _ => place.to_owned(),
+            };
+            let held = filter.evaluate(event, negated, Some((&place, &mut found)));
+            holds = if every { holds && held } else { holds || held };
+        }
+        if !holds {
+            failures.append(&mut found);
+        }
+        holds
     }
 
     /// Builds a filter from its YAML/JSON form; the error names the offending key.
@@ -91,7 +199,7 @@ impl Filter {
         Ok(if parts.len() == 1 {
             parts.remove(0)
         } else {
-            Self::All(parts)
+            Self::Clauses(parts)
         })
     }
 }
@@ -103,6 +211,21 @@ impl Matcher {
             (Self::Prefix(prefix), Value::String(s)) => s.starts_with(prefix.as_str()),
             (Self::Suffix(suffix), Value::String(s)) => s.ends_with(suffix.as_str()),
             _ => false,
+        }
+    }
+
+    /// What the matcher wants, for an explanation: `"a"`, `prefix "tmp/"`, and with
+    /// `not ` in front when `negated`.
+    fn describe(&self, negated: bool) -> String {
+        let not = if negated { "not " } else { "" };
+        match self {
+            Self::Exact(value) => format!("{not}{}", excerpt(value)),
+            Self::Prefix(prefix) => {
+                format!("{not}prefix {}", excerpt(&Value::from(prefix.as_str())))
+            }
+            Self::Suffix(suffix) => {
+                format!("{not}suffix {}", excerpt(&Value::from(suffix.as_str())))
+            }
         }
     }
 
@@ -132,6 +255,17 @@ impl Matcher {
             )),
         }
     }
+}
+
+/// A value as JSON, cut to [`SEEN_CHARS`] characters with `…` at the cut.
+fn excerpt(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() <= SEEN_CHARS {
+        return text;
+    }
+    let mut cut: String = text.chars().take(SEEN_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 impl<'de> Deserialize<'de> for Filter {
@@ -187,6 +321,127 @@ mod tests {
     fn a_number_does_not_match_its_string_form() {
         assert!(!filter(json!({"data.size": "42"})).matches(&upload("a", 42)));
         assert!(!filter(json!({"data.size": {"prefix": "4"}})).matches(&upload("a", 42)));
+    }
+
+    fn failures(f: &Filter, event: &Event) -> Vec<(String, String, Option<String>)> {
+        match f.explain(event) {
+            Verdict::Matched => panic!("{f:?} matched"),
+            Verdict::Failed(failures) => failures
+                .into_iter()
+                .map(|f| (f.place, f.expected, f.seen))
+                .collect(),
+        }
+    }
+
+    fn failure(
+        place: &str,
+        expected: &str,
+        seen: Option<&str>,
+    ) -> (String, String, Option<String>) {
+        (place.into(), expected.into(), seen.map(Into::into))
+    }
+
+    #[test]
+    fn explain_names_each_failed_clause_and_the_value_seen() {
+        let f = filter(
+            json!({"type": "s3.object.created", "subject": {"suffix": ".jpg"}, "data.size": 42}),
+        );
+        assert_eq!(f.explain(&upload("a.jpg", 42)), Verdict::Matched);
+        assert_eq!(
+            failures(&f, &upload("a.png", 7)),
+            [
+                failure("data.size", "42", Some("7")),
+                failure("subject", "suffix \".jpg\"", Some("\"a.png\"")),
+            ]
+        );
+        let f = filter(json!({"any": [{"subject": {"prefix": "tmp/"}}, {"data.missing": 0}]}));
+        assert_eq!(
+            failures(&f, &upload("x", 5)),
+            [
+                failure("any[0].subject", "prefix \"tmp/\"", Some("\"x\"")),
+                failure("any[1].data.missing", "0", None),
+            ]
+        );
+        let f =
+            filter(json!({"all": [{"not": {"subject": {"prefix": "tmp/"}}}, {"data.size": 5}]}));
+        assert_eq!(
+            failures(&f, &upload("tmp/x", 5)),
+            [failure(
+                "all[0].not.subject",
+                "not prefix \"tmp/\"",
+                Some("\"tmp/x\"")
+            )]
+        );
+        let f = filter(json!({"not": {"any": [{"data.size": 5}, {"data.size": 6}]}}));
+        assert_eq!(
+            failures(&f, &upload("x", 5)),
+            [failure("not.any[0].data.size", "not 5", Some("5"))],
+            "a negated any fails on the clauses that held"
+        );
+        let f = filter(json!({"any": []}));
+        assert_eq!(failures(&f, &upload("x", 5))[0].0, "filter");
+    }
+
+    #[test]
+    fn explain_cuts_long_values() {
+        let long = "k".repeat(500);
+        let f = filter(json!({"subject": "short"}));
+        let seen = failures(&f, &upload(&long, 1))[0].2.clone().unwrap();
+        assert_eq!(seen.chars().count(), SEEN_CHARS);
+        assert!(seen.ends_with('…'), "{seen}");
+    }
+
+    /// `matches` and `explain` run one evaluation; they must agree on every filter.
+    #[test]
+    fn explain_agrees_with_matches() {
+        let leaves = [
+            json!({"subject": {"prefix": "tmp/"}}),
+            json!({"subject": {"suffix": ".jpg"}}),
+            json!({"data.size": 5}),
+            json!({"data.missing": 1}),
+            json!({"type": "s3.object.created"}),
+        ];
+        let mut filters: Vec<Value> = leaves.to_vec();
+        for a in &leaves {
+            filters.push(json!({"not": a}));
+            for b in &leaves {
+                filters.push(json!({"any": [a, b]}));
+                filters.push(json!({"all": [a, {"not": b}]}));
+                filters.push(json!({"not": {"any": [a, {"not": b}]}}));
+                filters.push(json!({"not": {"all": [a, b]}}));
+                let mut map = a.as_object().unwrap().clone();
+                map.extend(b.as_object().unwrap().clone());
+                filters.push(json!({"not": map.clone()}));
+                filters.push(Value::Object(map));
+            }
+        }
+        filters.push(json!({"any": []}));
+        filters.push(json!({"all": []}));
+        filters.push(json!({"not": {"all": []}}));
+        let events = [
+            upload("tmp/a.jpg", 5),
+            upload("a.jpg", 6),
+            upload("tmp/b.png", 6),
+            upload("c.png", 5),
+            Event::new("uploads", "s3://images", "s3.object.removed"),
+        ];
+        let mut cases = 0;
+        for f in &filters {
+            let f = filter(f.clone());
+            for event in &events {
+                let verdict = f.explain(event);
+                assert_eq!(
+                    f.matches(event),
+                    verdict == Verdict::Matched,
+                    "{f:?} on {event:?}"
+                );
+                if let Verdict::Failed(failures) = verdict {
+                    assert!(!failures.is_empty(), "{f:?}");
+                }
+                cases += 1;
+            }
+        }
+        assert!(cases > 500, "{cases}");
     }
 
     #[test]

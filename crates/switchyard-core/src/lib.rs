@@ -16,6 +16,6 @@ pub mod schedule;
 
 pub use duration::HumanDuration;
 pub use envelope::Event;
-pub use filter::Filter;
+pub use filter::{Failure, Filter, Verdict};
 pub use path::FieldPath;
 pub use retry::{Backoff, Jitter, RetryPolicy};

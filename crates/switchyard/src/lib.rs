@@ -26,6 +26,7 @@
 mod cli;
 mod dispatch;
 mod engine;
+mod explain;
 mod handler;
 pub mod handlers;
 mod ingest;

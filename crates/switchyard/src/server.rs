@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::dispatch::Dispatcher;
 use crate::engine::EngineRuntime;
+use crate::explain::Explanation;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::replay;
@@ -59,6 +60,7 @@ pub fn router(config: &Config, runtime: &EngineRuntime) -> Router {
     let api = Router::new()
         .route("/events", get(list_events))
         .route("/events/{id}", get(get_event))
+        .route("/events/{id}/explain", get(explain_event))
         .route("/events/{id}/replay", post(replay_event))
         .route("/deliveries/{id}", get(get_delivery))
         .route("/dead-letters", get(list_dead))
@@ -273,6 +275,20 @@ async fn list_events(
 async fn get_event(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult {
     match state.store.get_event(id).await.map_err(store_error)? {
         Some(detail) => Ok(Json(detail).into_response()),
+        None => Err(Rejection::new(
+            StatusCode::NOT_FOUND,
+            format!("no event {id}"),
+        )),
+    }
+}
+
+/// `GET /api/events/{id}/explain`: the routing explanation, by the running
+/// configuration.
+async fn explain_event(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult {
+    match state.store.get_event(id).await.map_err(store_error)? {
+        Some(detail) => {
+            Ok(Json(Explanation::new(state.ingest.router(), &detail.event)).into_response())
+        }
         None => Err(Rejection::new(
             StatusCode::NOT_FOUND,
             format!("no event {id}"),

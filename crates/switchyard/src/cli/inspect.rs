@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::output::{self, clip, opt, time};
 use super::{CliError, CliResult, ConfigArg};
+use crate::explain::Explanation;
 use crate::replay;
 use crate::router::Router;
 
@@ -138,7 +139,9 @@ pub struct EventArgs {
     json: bool,
 }
 
-pub async fn event(store: &dyn Store, args: EventArgs) -> CliResult {
+/// Prints one event. An event no trigger took gets the routing explanation instead of
+/// an empty deliveries table.
+pub async fn event(store: &dyn Store, router: &Router, args: EventArgs) -> CliResult {
     let detail = store
         .get_event(args.id)
         .await?
@@ -160,6 +163,11 @@ pub async fn event(store: &dyn Store, args: EventArgs) -> CliResult {
     println!("dedupe   {}", opt(detail.dedupe_key.as_deref()));
     if let Some(data) = &e.data {
         println!("data     {}", clip(&data.to_string(), 200));
+    }
+    if detail.deliveries.is_empty() {
+        println!("\nno trigger matched");
+        print!("{}", Explanation::new(router, e));
+        return Ok(());
     }
     let mut table = output::table(&[
         "delivery", "trigger", "attempt", "started", "ms", "outcome", "error",
@@ -197,6 +205,32 @@ pub async fn event(store: &dyn Store, args: EventArgs) -> CliResult {
             d.status.as_str(),
             d.attempts
         );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The event id.
+    id: Uuid,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Says, for every trigger of a stored event's source, whether it matches the event
+/// and which filter clauses fail if not.
+pub async fn explain(store: &dyn Store, router: &Router, args: ExplainArgs) -> CliResult {
+    let detail = store
+        .get_event(args.id)
+        .await?
+        .ok_or_else(|| CliError(format!("no event {}", args.id)))?;
+    let explanation = Explanation::new(router, &detail.event);
+    if args.json {
+        output::print_json(&explanation);
+    } else {
+        print!("{explanation}");
     }
     Ok(())
 }

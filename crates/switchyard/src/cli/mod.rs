@@ -1,5 +1,5 @@
-//! The command line: `run`, `validate`, `migrate`, `events`, `event`, `dlq`, `replay`,
-//! `send`, `schedules` and `rejected`. Every command prints tables by default and JSON
+//! The command line: `run`, `validate`, `migrate`, `events`, `event`, `explain`, `dlq`,
+//! `replay`, `send`, `schedules` and `rejected`. Every command prints tables by default and JSON
 //! with `--json`; errors are one line on stderr and a non-zero exit.
 
 mod inspect;
@@ -16,6 +16,7 @@ use switchyard_core::config::{Config, Environment, HandlerSpec, PlaceholderEnv, 
 use switchyard_store::{Appended, NewEvent, Store};
 
 use crate::engine::Engine;
+use crate::explain::Explanation;
 use crate::router::Router;
 
 /// Switchyard: durable event triggers.
@@ -57,6 +58,9 @@ enum Command {
     Events(inspect::EventsArgs),
     /// One event with all its deliveries and attempts.
     Event(inspect::EventArgs),
+    /// For every trigger of a stored event's source: whether it matches the event, and
+    /// if not, which filter clause failed on which value.
+    Explain(inspect::ExplainArgs),
     /// Dead letters: list, show, replay, purge.
     Dlq(inspect::DlqArgs),
     /// Dispatch stored events again: one event, or a time window.
@@ -87,6 +91,9 @@ struct SendArgs {
     /// A dedupe key; a second send with the same key makes no new event.
     #[arg(long)]
     dedupe_key: Option<String>,
+    /// After sending, say for every trigger of the source whether it matched.
+    #[arg(long)]
+    explain: bool,
     #[arg(long)]
     json: bool,
 }
@@ -178,7 +185,13 @@ async fn execute(engine: Engine, command: Command) -> CliResult {
         }
         Command::Event(args) => {
             let config = load(&engine, &args.config)?;
-            inspect::event(&*open_store(&config).await?, args).await
+            let router = Router::new(&config);
+            inspect::event(&*open_store(&config).await?, &router, args).await
+        }
+        Command::Explain(args) => {
+            let config = load(&engine, &args.config)?;
+            let router = Router::new(&config);
+            inspect::explain(&*open_store(&config).await?, &router, args).await
         }
         Command::Dlq(args) => {
             let config = load(&engine, &args.config)?;
@@ -306,20 +319,33 @@ async fn send(engine: &Engine, args: SendArgs) -> CliResult {
         crate::sources::synthetic_event(&config, &args.source, args.ty, data).map_err(CliError)?;
     event.subject = args.subject;
     event.dedupe_key = args.dedupe_key.map(|k| format!("send:{k}"));
-    let deliveries = Router::new(&config).route(&event);
+    let router = Router::new(&config);
+    let deliveries = router.route(&event);
     let triggers: Vec<String> = deliveries.iter().map(|d| d.trigger.clone()).collect();
     let store = open_store(&config).await?;
-    let appended = store.append(&[NewEvent { event, deliveries }]).await?;
+    let appended = store
+        .append(&[NewEvent {
+            event: event.clone(),
+            deliveries,
+        }])
+        .await?;
     let appended = appended
         .first()
         .copied()
         .ok_or_else(|| CliError("the store returned no result".into()))?;
     let duplicate = matches!(appended, Appended::Duplicate(_));
+    // A duplicate is explained as sent; its stored original was routed when it came.
+    event.id = appended.id();
+    let explanation = args.explain.then(|| Explanation::new(&router, &event));
     if args.json {
-        output::print_json(
-            &serde_json::json!({ "id": appended.id(), "duplicate": duplicate, "triggers": triggers }),
-        );
-    } else if duplicate {
+        let mut sent = serde_json::json!({ "id": appended.id(), "duplicate": duplicate, "triggers": triggers });
+        if let Some(explanation) = &explanation {
+            sent["explanation"] = serde_json::to_value(explanation)?;
+        }
+        output::print_json(&sent);
+        return Ok(());
+    }
+    if duplicate {
         println!("duplicate of event {}", appended.id());
     } else {
         println!(
@@ -331,6 +357,9 @@ async fn send(engine: &Engine, args: SendArgs) -> CliResult {
                 triggers.join(", ")
             }
         );
+    }
+    if let Some(explanation) = explanation {
+        print!("{explanation}");
     }
     Ok(())
 }
