@@ -28,13 +28,12 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use switchyard_core::Event;
 use switchyard_core::config::{RetentionConfig, redact_url};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use self::values::{
     json_list, lease_end, parse_timestamp, parse_uuid, timestamp, timestamp_at, uuid_text,
 };
-use self::write::WriteTransaction;
 use crate::migrations;
 use crate::queue::{self, LEASE_EXPIRED};
 use crate::read;
@@ -131,25 +130,6 @@ impl SqliteStore {
             leases,
             gate: Mutex::new(()),
         })
-    }
-
-    /// Waits for this process's earlier writes, as long as a connection may be waited
-    /// for: a writer that has waited that long answers as one that found no connection.
-    async fn gate(&self) -> Result<MutexGuard<'_, ()>> {
-        tokio::time::timeout(WAIT, self.gate.lock())
-            .await
-            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolTimedOut))
-    }
-
-    /// Starts a write transaction on the main pool.
-    async fn write(&self) -> Result<WriteTransaction<'_>> {
-        self.write_on(&self.pool).await
-    }
-
-    /// Starts a write transaction on `pool`, once this process's earlier writes are done.
-    async fn write_on(&self, pool: &SqlitePool) -> Result<WriteTransaction<'_>> {
-        let gate = self.gate().await?;
-        WriteTransaction::begin(pool, gate).await
     }
 }
 
