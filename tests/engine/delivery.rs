@@ -119,7 +119,7 @@ async fn post_runs_the_handler_once_with_the_envelope(backend: Backend) {
     assert_eq!(seen_events.len(), 1, "handled exactly once");
     let (trigger, event) = &seen_events[0];
     assert_eq!(trigger, "record");
-    assert_eq!(event.id, id);
+    assert_eq!(event.switchyard_id, id);
     assert_eq!(event.specversion, "1.0");
     assert_eq!(event.ty, "http.request");
     assert_eq!(event.source, "/orders");
@@ -370,7 +370,7 @@ triggers:
         .all()
         .into_iter()
         .map(|(t, e)| {
-            assert_eq!(e.id, id);
+            assert_eq!(e.switchyard_id, id);
             t
         })
         .collect();

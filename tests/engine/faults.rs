@@ -51,7 +51,12 @@ impl Runs {
         handler_fn(move |_: Context, event: Event| {
             let runs = runs.clone();
             async move {
-                *runs.0.lock().unwrap().entry(event.id).or_default() += 1;
+                *runs
+                    .0
+                    .lock()
+                    .unwrap()
+                    .entry(event.switchyard_id)
+                    .or_default() += 1;
                 Ok(())
             }
         })
@@ -606,7 +611,7 @@ async fn paused_process_starts_nothing_it_no_longer_owns(ordered: bool) {
             let key = format!("k{}", n % 3);
             let event =
                 Event::new("jobs", "/jobs", "http.request").with_json(json!({ "k": key, "n": n }));
-            positions.insert(event.id, (key.clone(), n / 3));
+            positions.insert(event.switchyard_id, (key.clone(), n / 3));
             NewEvent {
                 event,
                 deliveries: vec![NewDelivery {

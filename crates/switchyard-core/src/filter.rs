@@ -446,8 +446,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let err = Filter::from_value(&json!({"any": [{"subjct": "x"}]})).unwrap_err();
-        assert!(err.starts_with("any[0].subjct:"), "{err}");
+        let err = Filter::from_value(&json!({"any": [{"Subject": "x"}]})).unwrap_err();
+        assert!(err.starts_with("any[0].Subject:"), "{err}");
         let err = Filter::from_value(&json!({"type": {"startswith": "x"}})).unwrap_err();
         assert!(err.contains("unknown match \"startswith\""), "{err}");
     }

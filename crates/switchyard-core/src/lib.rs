@@ -5,6 +5,7 @@
 //! randomness except through an injected RNG. The store, the sources and the dispatcher
 //! live in other crates and build on these types.
 
+pub mod cloudevents;
 pub mod config;
 pub mod duration;
 pub mod envelope;
@@ -14,6 +15,7 @@ pub mod redact;
 pub mod retry;
 pub mod schedule;
 
+pub use cloudevents::CloudEventError;
 pub use duration::HumanDuration;
 pub use envelope::Event;
 pub use filter::{Failure, Filter, Verdict};

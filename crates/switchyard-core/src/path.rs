@@ -5,17 +5,20 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::Event;
+use crate::cloudevents;
 
 /// Where a filter or an ordering key looks in an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FieldPath {
-    /// A CloudEvents attribute such as `type`, `subject` or `partitionkey`.
+    /// A CloudEvents attribute such as `type`, `subject` or `partitionkey`, or an
+    /// extension attribute such as `tenant`.
     Attribute(String),
     /// A path into `data`, split on dots; numeric segments also index arrays.
     Data(Vec<String>),
 }
 
-/// The attributes a path may name.
+/// The attributes every event may carry. A path may also name any other extension
+/// attribute (see [`cloudevents::check_extension_name`]).
 pub const ATTRIBUTES: &[&str] = &[
     "specversion",
     "id",
@@ -24,12 +27,17 @@ pub const ATTRIBUTES: &[&str] = &[
     "subject",
     "time",
     "datacontenttype",
+    "dataschema",
     "partitionkey",
     "traceparent",
+    cloudevents::SWITCHYARD_ID,
 ];
 
 impl FieldPath {
-    /// Parses `type`, `subject`, `data` or `data.order.id`.
+    /// Parses `type`, `subject`, an extension name such as `tenant`, `data` or
+    /// `data.order.id`. Any valid extension name is accepted, as events differ in the
+    /// extensions they carry: a misspelt attribute is an extension no event has, so a
+    /// filter on it matches nothing.
     pub fn parse(text: &str) -> Result<Self, String> {
         if text == "data" {
             return Ok(Self::Data(Vec::new()));
@@ -41,11 +49,11 @@ impl FieldPath {
             }
             return Ok(Self::Data(segments));
         }
-        if ATTRIBUTES.contains(&text) {
+        if ATTRIBUTES.contains(&text) || cloudevents::check_extension_name(text).is_ok() {
             return Ok(Self::Attribute(text.to_owned()));
         }
         Err(format!(
-            "{text:?} is not an event attribute or data path (use one of {}, or data.FIELD)",
+            "{text:?} is not an event attribute, extension name (lowercase a-z and 0-9) or data path (use one of {}, an extension such as tenant, or data.FIELD)",
             ATTRIBUTES.join(", ")
         ))
     }
@@ -132,9 +140,22 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unknown_attributes() {
-        let err = FieldPath::parse("tpye").unwrap_err();
-        assert!(err.contains("not an event attribute"), "{err}");
+    fn extension_names_are_attributes_and_other_names_are_refused() {
+        let mut event = Event::new("s", "/s", "t");
+        event.extensions.insert("tenant".into(), json!("acme"));
+        let tenant = FieldPath::parse("tenant").unwrap();
+        assert_eq!(tenant, FieldPath::Attribute("tenant".into()));
+        assert_eq!(tenant.lookup_text(&event).as_deref(), Some("acme"));
+        assert_eq!(
+            FieldPath::parse("switchyardid")
+                .unwrap()
+                .lookup_text(&event),
+            Some(event.switchyard_id.to_string())
+        );
+        for bad in ["Tenant", "ten_ant", "data_base64", ""] {
+            let err = FieldPath::parse(bad).unwrap_err();
+            assert!(err.contains("not an event attribute"), "{bad}: {err}");
+        }
         assert!(FieldPath::parse("data..x").is_err());
     }
 }

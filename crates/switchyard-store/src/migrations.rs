@@ -89,6 +89,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(
             "retention",
             include_str!("../../../migrations/postgres/0010_retention.sql"),
         ),
+        (
+            11,
+            "cloudevent attributes",
+            include_str!("../../../migrations/postgres/0011_cloudevent_attributes.sql"),
+        ),
     ],
     &[Reworded {
         version: 8,
@@ -139,6 +144,11 @@ pub(crate) const SQLITE: Embedded = Embedded(
             8,
             "retention",
             include_str!("../../../migrations/sqlite/0008_retention.sql"),
+        ),
+        (
+            9,
+            "cloudevent attributes",
+            include_str!("../../../migrations/sqlite/0009_cloudevent_attributes.sql"),
         ),
     ],
     &[],

@@ -1,9 +1,13 @@
 //! What both backends share about the queue and its stored values:
-//! status and outcome text, counters, limits and lease lengths, and the grouping of
-//! attempt rows under their deliveries.
+//! status and outcome text, counters, limits and lease lengths, an event's CloudEvents
+//! id and extensions, and the grouping of attempt rows under their deliveries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+
+use serde_json::Value;
+use switchyard_core::Event;
+use uuid::Uuid;
 
 use crate::{
     AttemptOutcome, AttemptRecord, DeliveryDetail, DeliveryStatus, Finished, Result, StoreError,
@@ -11,6 +15,24 @@ use crate::{
 
 /// The error recorded on an attempt whose lease ran out before it reported a result.
 pub(crate) const LEASE_EXPIRED: &str = "lease expired: the worker stopped heartbeating";
+
+/// The stored `events.ce_id`: the CloudEvents id, or `None` when it is the text of the
+/// Switchyard id (every event that did not arrive as a CloudEvent).
+pub(crate) fn ce_id(event: &Event) -> Option<&str> {
+    let generated = event.id.len() == 36
+        && Uuid::parse_str(&event.id).is_ok_and(|id| id == event.switchyard_id);
+    (!generated).then_some(event.id.as_str())
+}
+
+/// The CloudEvents id of a stored event, from its `ce_id` and its Switchyard id.
+pub(crate) fn event_id(ce_id: Option<String>, switchyard_id: Uuid) -> String {
+    ce_id.unwrap_or_else(|| switchyard_id.to_string())
+}
+
+/// The stored `events.extensions`: `None` when the event has none.
+pub(crate) fn extensions(event: &Event) -> Option<&BTreeMap<String, Value>> {
+    (!event.extensions.is_empty()).then_some(&event.extensions)
+}
 
 /// Decodes a stored `deliveries.status`.
 pub(crate) fn status(text: &str) -> Result<DeliveryStatus> {

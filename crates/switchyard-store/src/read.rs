@@ -10,24 +10,26 @@
 //! reclaim) keeps its own SQL per backend, tuned to each.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Pool};
-use switchyard_core::Event;
+use switchyard_core::{Event, cloudevents};
 use uuid::Uuid;
 
 use crate::queue;
 use crate::{
     AttemptRecord, DeadLetter, DeadQuery, DeliveryDetail, EventDetail, EventQuery, EventSummary,
-    RejectedInput, Result,
+    RejectedInput, Result, StoreError,
 };
 
 /// The columns of `events` aliased `e`, as [`event`] reads them.
 macro_rules! event_columns {
     () => {
         "e.id, e.source_name, e.source, e.type, e.subject, e.time, e.datacontenttype, e.data, \
-         e.data_base64, e.partitionkey, e.traceparent, e.dedupe_key, e.received_at"
+         e.data_base64, e.partitionkey, e.traceparent, e.dedupe_key, e.received_at, e.ce_id, \
+         e.dataschema, e.extensions"
     };
 }
 pub(crate) use event_columns;
@@ -176,18 +178,31 @@ pub(crate) trait Backend: Database + Sized {
 
 /// Reads the columns [`event_columns!`] names.
 pub(crate) fn event<B: Backend>(row: &B::Row) -> Result<Event> {
+    let switchyard_id = B::uuid(row, "id")?;
+    let extensions = match B::json(row, "extensions")? {
+        None => BTreeMap::new(),
+        Some(serde_json::Value::Object(map)) => map.into_iter().collect(),
+        Some(other) => {
+            return Err(StoreError::Invalid(format!(
+                "event {switchyard_id} extensions are not a JSON object: {other}"
+            )));
+        }
+    };
     Ok(Event {
-        specversion: "1.0".to_owned(),
-        id: B::uuid(row, "id")?,
+        specversion: cloudevents::SPECVERSION.to_owned(),
+        id: queue::event_id(B::optional_text(row, "ce_id")?, switchyard_id),
+        switchyard_id,
         source: B::text(row, "source")?,
         ty: B::text(row, "type")?,
         subject: B::optional_text(row, "subject")?,
         time: B::time(row, "time")?,
         datacontenttype: B::optional_text(row, "datacontenttype")?,
+        dataschema: B::optional_text(row, "dataschema")?,
         data: B::json(row, "data")?,
         data_base64: B::optional_text(row, "data_base64")?,
         partitionkey: B::optional_text(row, "partitionkey")?,
         traceparent: B::optional_text(row, "traceparent")?,
+        extensions,
         source_name: B::text(row, "source_name")?,
         dedupe_key: B::optional_text(row, "dedupe_key")?,
         received_at: B::time(row, "received_at")?,

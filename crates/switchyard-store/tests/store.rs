@@ -219,7 +219,7 @@ async fn sqlite_in_memory_keeps_its_data_across_calls() {
     let e = event("s", "x");
     store.append(&[to(&e, &["t"])]).await.unwrap();
     // Separate calls use the pool's one connection, which must stay the same database.
-    assert!(store.get_event(e.id).await.unwrap().is_some());
+    assert!(store.get_event(e.switchyard_id).await.unwrap().is_some());
     assert_eq!(claim(&store, &["t"], 10).await.len(), 1);
 }
 
@@ -644,7 +644,7 @@ async fn postgres_deleting_events_deletes_their_deliveries() {
         );
 
         sqlx::query("DELETE FROM switchyard.events WHERE id = $1")
-            .bind(gone.id)
+            .bind(gone.switchyard_id)
             .execute(&mut conn)
             .await
             .unwrap();
@@ -654,7 +654,7 @@ async fn postgres_deleting_events_deletes_their_deliveries() {
             .unwrap();
         assert_eq!(
             left,
-            vec![kept.id],
+            vec![kept.switchyard_id],
             "only the kept event's delivery is left"
         );
         assert_eq!(
@@ -691,7 +691,7 @@ async fn postgres_add_deliveries_waits_for_a_delete_of_its_event() {
         let mut conn = PgConnection::connect(&db.url).await.unwrap();
         let mut deleting = conn.begin().await.unwrap();
         sqlx::query("DELETE FROM switchyard.events WHERE id = $1")
-            .bind(e.id)
+            .bind(e.switchyard_id)
             .execute(&mut *deleting)
             .await
             .unwrap();
@@ -703,7 +703,7 @@ async fn postgres_add_deliveries_waits_for_a_delete_of_its_event() {
                     ordering_key: None,
                     claim: false,
                 }];
-                store.add_deliveries(e.id, &wanted, None).await
+                store.add_deliveries(e.switchyard_id, &wanted, None).await
             }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -778,7 +778,7 @@ async fn postgres_retention_never_deletes_an_event_a_replay_races() {
         });
         let adding = tokio::spawn({
             let store = store.clone();
-            let ids: Vec<Uuid> = events[..150].iter().map(|e| e.event.id).collect();
+            let ids: Vec<Uuid> = events[..150].iter().map(|e| e.event.switchyard_id).collect();
             async move {
                 let again = [switchyard_store::NewDelivery {
                     trigger: "again".to_owned(),

@@ -180,7 +180,7 @@ impl Context {
     /// `EVENT_ID:TRIGGER`: the same for every attempt and every redelivery of this
     /// event to this trigger. Use it to make duplicates harmless.
     pub fn idempotency_key(&self, event: &Event) -> String {
-        idempotency_key(event.id, &self.trigger)
+        idempotency_key(event.switchyard_id, &self.trigger)
     }
 
     /// When the attempt times out. After it the handler's future is dropped.

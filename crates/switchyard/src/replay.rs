@@ -18,7 +18,9 @@ pub async fn replay_event(
     if deliveries.is_empty() {
         return Ok(Vec::new());
     }
-    store.add_deliveries(event.id, &deliveries, None).await
+    store
+        .add_deliveries(event.switchyard_id, &deliveries, None)
+        .await
 }
 
 /// Replays every event received in `[since, until)`, optionally of one source, in
@@ -45,7 +47,7 @@ pub async fn replay_window(
         }
         progress(events, deliveries);
         match page.last() {
-            Some(last) if page.len() == PAGE as usize => after = Some(last.id),
+            Some(last) if page.len() == PAGE as usize => after = Some(last.switchyard_id),
             _ => break,
         }
     }

@@ -599,19 +599,19 @@ async fn append_in(
             .as_deref()
             .map(|key| (event.source_name.as_str(), key));
         let first = seen_ids
-            .get(&event.id)
+            .get(&event.switchyard_id)
             .or_else(|| key.and_then(|key| seen_keys.get(&key)))
             .copied();
         match first {
             Some(first) => repeats[i] = Some(first),
             None => {
-                seen_ids.insert(event.id, i);
+                seen_ids.insert(event.switchyard_id, i);
                 if let Some(key) = key {
                     seen_keys.insert(key, i);
                 }
                 columns.push(event);
                 for delivery in &item.deliveries {
-                    event_ids.push(event.id);
+                    event_ids.push(event.switchyard_id);
                     triggers.push(delivery.trigger.as_str());
                     ordering_keys.push(delivery.ordering_key.as_deref());
                     claims
@@ -654,7 +654,7 @@ async fn append_in(
     let (names, keys): (Vec<&str>, Vec<&str>) = batch
         .iter()
         .zip(&repeats)
-        .filter(|(item, repeat)| repeat.is_none() && !inserted.contains(&item.event.id))
+        .filter(|(item, repeat)| repeat.is_none() && !inserted.contains(&item.event.switchyard_id))
         .filter_map(|(item, _)| {
             Some((
                 item.event.source_name.as_str(),
@@ -679,14 +679,16 @@ async fn append_in(
         let event = &item.event;
         let result = match *repeat {
             Some(first) => Appended::Duplicate(results[first].id()),
-            None if inserted.contains(&event.id) => Appended::Created(event.id),
+            None if inserted.contains(&event.switchyard_id) => {
+                Appended::Created(event.switchyard_id)
+            }
             // Not inserted: its dedupe key exists, or else its id does.
             None => {
                 let original = event
                     .dedupe_key
                     .as_ref()
                     .and_then(|key| originals.get(&(event.source_name.clone(), key.clone())));
-                Appended::Duplicate(original.copied().unwrap_or(event.id))
+                Appended::Duplicate(original.copied().unwrap_or(event.switchyard_id))
             }
         };
         results.push(result);

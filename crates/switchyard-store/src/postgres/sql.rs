@@ -43,11 +43,11 @@ macro_rules! ordering_clear {
 }
 
 /// Appends a batch in one statement, so that outside a transaction it is one round
-/// trip and one commit. `$1` to `$13` are the events' columns; a row whose id or
-/// dedupe key exists is skipped. `$14` to `$17` are the deliveries, inserted in array
+/// trip and one commit. `$1` to `$16` are the events' columns; a row whose id or
+/// dedupe key exists is skipped. `$17` to `$20` are the deliveries, inserted in array
 /// order (so ids, and hence per-key order, follow the batch) for the events that were
-/// inserted; those flagged in `$17` are created claimed (`pending` with a lease), under
-/// lease token `$18` for `$19` milliseconds. If a delivery was left unclaimed, other
+/// inserted; those flagged in `$20` are created claimed (`pending` with a lease), under
+/// lease token `$21` for `$22` milliseconds. If a delivery was left unclaimed, other
 /// processes are signalled.
 ///
 /// Returns one row per inserted event (`event_id` only), one per claimed delivery
@@ -56,10 +56,12 @@ pub(super) const APPEND: &str = "
     WITH e AS (
         INSERT INTO switchyard.events (id, source_name, source, type, subject, time,
                                        datacontenttype, data, data_base64, partitionkey,
-                                       traceparent, dedupe_key, received_at)
+                                       traceparent, dedupe_key, received_at, ce_id,
+                                       dataschema, extensions)
         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                              $6::timestamptz[], $7::text[], $8::jsonb[], $9::text[],
-                             $10::text[], $11::text[], $12::text[], $13::timestamptz[])
+                             $10::text[], $11::text[], $12::text[], $13::timestamptz[],
+                             $14::text[], $15::text[], $16::jsonb[])
         ON CONFLICT DO NOTHING
         RETURNING id
     ), d AS (
@@ -67,10 +69,10 @@ pub(super) const APPEND: &str = "
                                            lease_token, lease_expires_at, claimed_at)
         SELECT n.event_id, n.trigger, n.ordering_key,
                CASE WHEN n.claim THEN 1 ELSE 0 END,
-               CASE WHEN n.claim THEN $18::uuid END,
-               CASE WHEN n.claim THEN now() + $19 * interval '1 millisecond' END,
+               CASE WHEN n.claim THEN $21::uuid END,
+               CASE WHEN n.claim THEN now() + $22 * interval '1 millisecond' END,
                CASE WHEN n.claim THEN now() END
-        FROM UNNEST($14::uuid[], $15::text[], $16::text[], $17::bool[])
+        FROM UNNEST($17::uuid[], $18::text[], $19::text[], $20::bool[])
              WITH ORDINALITY AS n(event_id, trigger, ordering_key, claim, position)
         WHERE n.event_id IN (SELECT id FROM e)
         ORDER BY n.position

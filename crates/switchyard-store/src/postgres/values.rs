@@ -3,6 +3,7 @@
 //! `timestamptz` and `jsonb`).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::Postgres;
@@ -21,38 +22,44 @@ use crate::read::{Backend, Param, Statement};
 #[derive(Default)]
 pub(super) struct EventColumns<'a> {
     ids: Vec<Uuid>,
+    ce_ids: Vec<Option<&'a str>>,
     source_names: Vec<&'a str>,
     sources: Vec<&'a str>,
     types: Vec<&'a str>,
     subjects: Vec<Option<&'a str>>,
     times: Vec<DateTime<Utc>>,
     datacontenttypes: Vec<Option<&'a str>>,
+    dataschemas: Vec<Option<&'a str>>,
     data: Vec<Option<Json<&'a serde_json::Value>>>,
     data_base64: Vec<Option<&'a str>>,
     partitionkeys: Vec<Option<&'a str>>,
     traceparents: Vec<Option<&'a str>>,
+    extensions: Vec<Option<Json<&'a BTreeMap<String, serde_json::Value>>>>,
     dedupe_keys: Vec<Option<&'a str>>,
     received_ats: Vec<DateTime<Utc>>,
 }
 
 impl<'a> EventColumns<'a> {
     pub(super) fn push(&mut self, event: &'a Event) {
-        self.ids.push(event.id);
+        self.ids.push(event.switchyard_id);
+        self.ce_ids.push(queue::ce_id(event));
         self.source_names.push(&event.source_name);
         self.sources.push(&event.source);
         self.types.push(&event.ty);
         self.subjects.push(event.subject.as_deref());
         self.times.push(event.time);
         self.datacontenttypes.push(event.datacontenttype.as_deref());
+        self.dataschemas.push(event.dataschema.as_deref());
         self.data.push(event.data.as_ref().map(Json));
         self.data_base64.push(event.data_base64.as_deref());
         self.partitionkeys.push(event.partitionkey.as_deref());
         self.traceparents.push(event.traceparent.as_deref());
+        self.extensions.push(queue::extensions(event).map(Json));
         self.dedupe_keys.push(event.dedupe_key.as_deref());
         self.received_ats.push(event.received_at);
     }
 
-    /// Binds the arrays as `$1` to `$13`, in the column order of `sql::APPEND`.
+    /// Binds the arrays as `$1` to `$16`, in the column order of `sql::APPEND`.
     pub(super) fn bind<'q>(
         self,
         query: Query<'q, Postgres, PgArguments>,
@@ -74,6 +81,9 @@ impl<'a> EventColumns<'a> {
             .bind(self.traceparents)
             .bind(self.dedupe_keys)
             .bind(self.received_ats)
+            .bind(self.ce_ids)
+            .bind(self.dataschemas)
+            .bind(self.extensions)
     }
 }
 

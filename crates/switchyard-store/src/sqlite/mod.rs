@@ -219,7 +219,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|row| read::event::<Sqlite>(row).map(|event| (event.id, event)))
+            .map(|row| read::event::<Sqlite>(row).map(|event| (event.switchyard_id, event)))
             .collect::<Result<_>>()?;
 
         let mut out = Vec::with_capacity(claimed.len());
@@ -651,7 +651,7 @@ async fn insert_delivery(
         .await?)
 }
 
-/// Rows per multi-row insert: 13 columns by 1,000 rows stays under SQLite's 32,766
+/// Rows per multi-row insert: 16 columns by 1,000 rows stays under SQLite's 32,766
 /// bound parameters.
 const ROWS_PER_INSERT: usize = 1_000;
 
@@ -671,7 +671,10 @@ async fn append_in(
         .map(|lease| lease_end(now_at, lease).map(timestamp))
         .transpose()?;
 
-    let ids: Vec<String> = batch.iter().map(|item| uuid_text(item.event.id)).collect();
+    let ids: Vec<String> = batch
+        .iter()
+        .map(|item| uuid_text(item.event.switchyard_id))
+        .collect();
     let mut inserted = HashSet::new();
     for (items, item_ids) in batch
         .chunks(ROWS_PER_INSERT)
@@ -692,7 +695,13 @@ async fn append_in(
                 .push_bind(&event.partitionkey)
                 .push_bind(&event.traceparent)
                 .push_bind(&event.dedupe_key)
-                .push_bind(timestamp(event.received_at));
+                .push_bind(timestamp(event.received_at))
+                .push_bind(queue::ce_id(event))
+                .push_bind(&event.dataschema)
+                .push_bind(
+                    queue::extensions(event)
+                        .map(|map| serde_json::Value::from_iter(map.clone()).to_string()),
+                );
         });
         insert.push(sql::INSERT_EVENTS_TAIL);
         for row in insert.build().persistent(false).fetch_all(&mut *tx).await? {
@@ -721,7 +730,7 @@ async fn append_in(
                     lease_end.is_some() && delivery.claim && delivery.ordering_key.is_none();
                 deliveries.push((position, delivery, claim));
             }
-            results.push(Appended::Created(event.id));
+            results.push(Appended::Created(event.switchyard_id));
             continue;
         }
         // Not inserted: its dedupe key exists (possibly from earlier in this batch),
@@ -737,7 +746,7 @@ async fn append_in(
             None => None,
         };
         let original = original.as_deref().map(parse_uuid).transpose()?;
-        results.push(Appended::Duplicate(original.unwrap_or(event.id)));
+        results.push(Appended::Duplicate(original.unwrap_or(event.switchyard_id)));
     }
 
     // An event has one delivery per trigger, so (event, trigger) names a new row.

@@ -26,12 +26,13 @@ macro_rules! ordering_clear {
     };
 }
 
-/// The head of a multi-row insert of events: `VALUES` rows of these thirteen columns
+/// The head of a multi-row insert of events: `VALUES` rows of these sixteen columns
 /// follow, then [`INSERT_EVENTS_TAIL`]. A row whose id or `(source_name,
 /// dedupe_key)` exists, also from an earlier row of the statement, is skipped.
 pub(super) const INSERT_EVENTS_HEAD: &str = "
     INSERT INTO events (id, source_name, source, type, subject, time, datacontenttype, data,
-                        data_base64, partitionkey, traceparent, dedupe_key, received_at) ";
+                        data_base64, partitionkey, traceparent, dedupe_key, received_at, ce_id,
+                        dataschema, extensions) ";
 
 /// Returns the `id`, `source_name` and `dedupe_key` of each row inserted, which tell
 /// which row of the statement it was.

@@ -32,7 +32,10 @@ pub async fn replay_dead_creates_a_new_delivery(store: Arc<dyn Store>) {
 
     let dead = store.list_dead(&DeadQuery::default()).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].delivery_id, dead[0].event_id), (dead_id, e.id));
+    assert_eq!(
+        (dead[0].delivery_id, dead[0].event_id),
+        (dead_id, e.switchyard_id)
+    );
     assert_eq!(
         (
             dead[0].trigger.as_str(),
@@ -57,7 +60,10 @@ pub async fn replay_dead_creates_a_new_delivery(store: Arc<dyn Store>) {
     );
     let replay = store.get_delivery(created[0]).await.unwrap().unwrap();
     assert_eq!(replay.status, DeliveryStatus::Pending);
-    assert_eq!((replay.event_id, replay.trigger.as_str()), (e.id, "t"));
+    assert_eq!(
+        (replay.event_id, replay.trigger.as_str()),
+        (e.switchyard_id, "t")
+    );
     assert_eq!(
         (
             replay.replay_of,
@@ -148,7 +154,7 @@ pub async fn list_events_filters(store: Arc<dyn Store>) {
     let mut e2 = event("s2", "b");
     let mut e3 = event("s1", "b");
     assert!(
-        e1.id < e2.id && e2.id < e3.id,
+        e1.switchyard_id < e2.switchyard_id && e2.switchyard_id < e3.switchyard_id,
         "UUIDv7 ids sort by creation"
     );
     e1.received_at = t0;
@@ -165,7 +171,7 @@ pub async fn list_events_filters(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let running = claim(&store, &["t2"], 1).await;
-    assert_eq!(event_ids(&running), vec![e2.id]);
+    assert_eq!(event_ids(&running), vec![e2.switchyard_id]);
 
     let list = |query: EventQuery| {
         let store = store.clone();
@@ -181,7 +187,7 @@ pub async fn list_events_filters(store: Arc<dyn Store>) {
     };
     assert_eq!(
         list(EventQuery::default()).await,
-        vec![e3.id, e2.id, e1.id],
+        vec![e3.switchyard_id, e2.switchyard_id, e1.switchyard_id],
         "newest first, 0 = no limit"
     );
     assert_eq!(
@@ -190,7 +196,7 @@ pub async fn list_events_filters(store: Arc<dyn Store>) {
             ..Default::default()
         })
         .await,
-        vec![e3.id]
+        vec![e3.switchyard_id]
     );
     assert_eq!(
         list(EventQuery {
@@ -198,7 +204,7 @@ pub async fn list_events_filters(store: Arc<dyn Store>) {
             ..Default::default()
         })
         .await,
-        vec![e3.id, e1.id]
+        vec![e3.switchyard_id, e1.switchyard_id]
     );
     assert_eq!(
         list(EventQuery {
@@ -206,7 +212,7 @@ pub async fn list_events_filters(store: Arc<dyn Store>) {
             ..Default::default()
         })
         .await,
-        vec![e3.id, e2.id]
+        vec![e3.switchyard_id, e2.switchyard_id]
     );
     assert_eq!(
         list(EventQuery {
@@ -214,7 +220,7 @@ pub async fn list_events_filters(store: Arc<dyn Store>) {
             ..Default::default()
         })
         .await,
-        vec![e3.id, e2.id]
+        vec![e3.switchyard_id, e2.switchyard_id]
     );
     assert_eq!(
         list(EventQuery {
@@ -222,7 +228,7 @@ pub async fn list_events_filters(store: Arc<dyn Store>) {
             ..Default::default()
         })
         .await,
-        vec![e1.id]
+        vec![e1.switchyard_id]
     );
     assert_eq!(
         list(EventQuery {
@@ -240,25 +246,25 @@ pub async fn list_events_filters(store: Arc<dyn Store>) {
             ..Default::default()
         })
         .await,
-        vec![e3.id, e2.id]
+        vec![e3.switchyard_id, e2.switchyard_id]
     );
     assert_eq!(
         list(EventQuery {
-            after: Some(e1.id),
+            after: Some(e1.switchyard_id),
             ..Default::default()
         })
         .await,
-        vec![e2.id, e3.id],
+        vec![e2.switchyard_id, e3.switchyard_id],
         "oldest first"
     );
     assert_eq!(
         list(EventQuery {
-            after: Some(e1.id),
+            after: Some(e1.switchyard_id),
             limit: 1,
             ..Default::default()
         })
         .await,
-        vec![e2.id]
+        vec![e2.switchyard_id]
     );
 
     let summaries = store.list_events(&EventQuery::default()).await.unwrap();
@@ -300,31 +306,43 @@ pub async fn events_between_is_a_half_open_window(store: Arc<dyn Store>) {
         .append(&events.iter().map(|e| to(e, &[])).collect::<Vec<_>>())
         .await
         .unwrap();
-    let ids = |found: Vec<Event>| found.iter().map(|e| e.id).collect::<Vec<_>>();
+    let ids = |found: Vec<Event>| found.iter().map(|e| e.switchyard_id).collect::<Vec<_>>();
 
     let window = store
         .events_between(t0, t0 + TimeDelta::seconds(2), None, None, 0)
         .await
         .unwrap();
     assert_eq!(window[0], events[0]);
-    assert_eq!(ids(window), vec![events[0].id, events[1].id]);
+    assert_eq!(
+        ids(window),
+        vec![events[0].switchyard_id, events[1].switchyard_id]
+    );
     let only_a = store
         .events_between(t0, t0 + TimeDelta::seconds(3), Some("a"), None, 0)
         .await
         .unwrap();
-    assert_eq!(ids(only_a), vec![events[0].id, events[2].id]);
+    assert_eq!(
+        ids(only_a),
+        vec![events[0].switchyard_id, events[2].switchyard_id]
+    );
     let limited = store
         .events_between(t0, t0 + TimeDelta::seconds(3), None, None, 1)
         .await
         .unwrap();
-    assert_eq!(ids(limited), vec![events[0].id]);
+    assert_eq!(ids(limited), vec![events[0].switchyard_id]);
     let next_page = store
-        .events_between(t0, t0 + TimeDelta::seconds(3), None, Some(events[0].id), 1)
+        .events_between(
+            t0,
+            t0 + TimeDelta::seconds(3),
+            None,
+            Some(events[0].switchyard_id),
+            1,
+        )
         .await
         .unwrap();
     assert_eq!(
         ids(next_page),
-        vec![events[1].id],
+        vec![events[1].switchyard_id],
         "pages continue after the cursor"
     );
 }
@@ -349,7 +367,11 @@ pub async fn get_event_includes_deliveries_and_attempts(store: Arc<dyn Store>) {
         .await
         .unwrap();
 
-    let detail = store.get_event(e.id).await.unwrap().expect("stored");
+    let detail = store
+        .get_event(e.switchyard_id)
+        .await
+        .unwrap()
+        .expect("stored");
     assert_eq!(detail.event, e);
     assert_eq!(detail.dedupe_key.as_deref(), Some("k1"));
     let triggers: Vec<&str> = detail
@@ -389,7 +411,7 @@ pub async fn add_deliveries_to_an_existing_event(store: Arc<dyn Store>) {
     let e = event("s", "x");
     assert_eq!(
         store.append(&[to(&e, &[])]).await.unwrap(),
-        vec![Appended::Created(e.id)]
+        vec![Appended::Created(e.switchyard_id)]
     );
     assert!(claim(&store, &["t1", "t2"], 10).await.is_empty());
 
@@ -405,10 +427,13 @@ pub async fn add_deliveries_to_an_existing_event(store: Arc<dyn Store>) {
             claim: false,
         },
     ];
-    let ids = store.add_deliveries(e.id, &wanted, Some(99)).await.unwrap();
+    let ids = store
+        .add_deliveries(e.switchyard_id, &wanted, Some(99))
+        .await
+        .unwrap();
     assert_eq!(ids.len(), 2);
     assert!(ids[0] < ids[1]);
-    let detail = store.get_event(e.id).await.unwrap().unwrap();
+    let detail = store.get_event(e.switchyard_id).await.unwrap().unwrap();
     let got: Vec<(i64, &str, Option<&str>, Option<i64>)> = detail
         .deliveries
         .iter()
@@ -493,7 +518,7 @@ pub async fn migrate_is_idempotent(store: Arc<dyn Store>) {
         .await
         .expect("a write commits after migrating again");
     assert!(
-        store.get_event(e.id).await.unwrap().is_some(),
+        store.get_event(e.switchyard_id).await.unwrap().is_some(),
         "migrating again keeps the data"
     );
 }
@@ -551,7 +576,11 @@ pub async fn claimed_deliveries_are_reported_running(store: Arc<dyn Store>) {
             .map(|d| (d.trigger, d.status))
             .collect()
     };
-    let detail = store.get_event(e.id).await.unwrap().expect("stored");
+    let detail = store
+        .get_event(e.switchyard_id)
+        .await
+        .unwrap()
+        .expect("stored");
     assert_eq!(
         statuses(detail),
         vec![
@@ -578,7 +607,10 @@ pub async fn claimed_deliveries_are_reported_running(store: Arc<dyn Store>) {
             found.iter().map(|summary| summary.id).collect::<Vec<_>>()
         }
     };
-    assert_eq!(with_status(DeliveryStatus::Running).await, vec![e.id]);
+    assert_eq!(
+        with_status(DeliveryStatus::Running).await,
+        vec![e.switchyard_id]
+    );
     assert_eq!(
         with_status(DeliveryStatus::Pending).await,
         Vec::<Uuid>::new()
@@ -592,5 +624,8 @@ pub async fn claimed_deliveries_are_reported_running(store: Arc<dyn Store>) {
         with_status(DeliveryStatus::Running).await,
         Vec::<Uuid>::new()
     );
-    assert_eq!(with_status(DeliveryStatus::Succeeded).await, vec![e.id]);
+    assert_eq!(
+        with_status(DeliveryStatus::Succeeded).await,
+        vec![e.switchyard_id]
+    );
 }

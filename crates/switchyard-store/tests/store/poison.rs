@@ -19,7 +19,7 @@ pub async fn unstorable_texts_are_recorded_safely(store: Arc<dyn Store>) {
         finished(&claimed[1], AttemptOutcome::Dead, None, Some("nul\0here")),
     ];
     assert_eq!(store.finish(&results).await.unwrap(), [true, true]);
-    let detail = store.get_event(e.id).await.unwrap().unwrap();
+    let detail = store.get_event(e.switchyard_id).await.unwrap().unwrap();
     let retried = &detail.deliveries[0];
     let error = retried.last_error.as_deref().unwrap();
     assert!(error.starts_with("a\u{FFFD}bxxx"), "{}", &error[..20]);
@@ -59,14 +59,14 @@ pub async fn keys_too_long_for_an_index_still_dedupe_and_order(store: Arc<dyn St
     let first = event("s", "x").with_dedupe_key(long_key.clone());
     let again = event("s", "x").with_dedupe_key(long_key);
     let appended = store.append(&[to(&first, &["t"])]).await.unwrap();
-    assert_eq!(appended[0].id(), first.id);
+    assert_eq!(appended[0].id(), first.switchyard_id);
     let appended = store.append(&[to(&again, &["t"])]).await.unwrap();
     assert_eq!(
         appended,
-        [switchyard_store::Appended::Duplicate(first.id)],
+        [switchyard_store::Appended::Duplicate(first.switchyard_id)],
         "a digested key dedupes like the key"
     );
-    let stored = store.get_event(first.id).await.unwrap().unwrap();
+    let stored = store.get_event(first.switchyard_id).await.unwrap().unwrap();
     assert!(stored.dedupe_key.unwrap().starts_with("sha256:"));
 
     // Two deliveries of one long ordering key run one at a time.
@@ -80,5 +80,9 @@ pub async fn keys_too_long_for_an_index_still_dedupe_and_order(store: Arc<dyn St
         .await
         .unwrap();
     let claimed = claim(&store, &["ordered"], 10).await;
-    assert_eq!(event_ids(&claimed), [a.id], "the key's head only");
+    assert_eq!(
+        event_ids(&claimed),
+        [a.switchyard_id],
+        "the key's head only"
+    );
 }

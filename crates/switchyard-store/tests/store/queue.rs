@@ -28,10 +28,10 @@ pub async fn append_dedupes_within_and_across_batches(store: Arc<dyn Store>) {
     assert_eq!(
         appended,
         vec![
-            Appended::Created(first.id),
-            Appended::Duplicate(first.id),
-            Appended::Created(other_source.id),
-            Appended::Created(no_key.id),
+            Appended::Created(first.switchyard_id),
+            Appended::Duplicate(first.switchyard_id),
+            Appended::Created(other_source.switchyard_id),
+            Appended::Created(no_key.switchyard_id),
         ]
     );
 
@@ -47,25 +47,37 @@ pub async fn append_dedupes_within_and_across_batches(store: Arc<dyn Store>) {
     assert_eq!(
         appended,
         vec![
-            Appended::Duplicate(first.id),
-            Appended::Duplicate(first.id),
-            Appended::Duplicate(no_key.id)
+            Appended::Duplicate(first.switchyard_id),
+            Appended::Duplicate(first.switchyard_id),
+            Appended::Duplicate(no_key.switchyard_id)
         ]
     );
 
-    assert!(store.get_event(same_key.id).await.unwrap().is_none());
-    assert!(store.get_event(again.id).await.unwrap().is_none());
+    assert!(
+        store
+            .get_event(same_key.switchyard_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_event(again.switchyard_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let claimed = claim(&store, &["t1", "t2"], 100).await;
     let mut got: Vec<(Uuid, String)> = claimed
         .iter()
-        .map(|c| (c.event.id, c.trigger.clone()))
+        .map(|c| (c.event.switchyard_id, c.trigger.clone()))
         .collect();
     got.sort();
     let mut want = vec![
-        (first.id, "t1".to_owned()),
-        (other_source.id, "t1".to_owned()),
-        (no_key.id, "t1".to_owned()),
-        (no_key.id, "t2".to_owned()),
+        (first.switchyard_id, "t1".to_owned()),
+        (other_source.switchyard_id, "t1".to_owned()),
+        (no_key.switchyard_id, "t1".to_owned()),
+        (no_key.switchyard_id, "t2".to_owned()),
     ];
     want.sort();
     assert_eq!(got, want, "duplicates must not create deliveries");
@@ -84,6 +96,14 @@ pub async fn append_round_trips_every_event_field(store: Arc<dyn Store>) {
     full.partitionkey = Some("customer-7".to_owned());
     full.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned());
     full.time = micros(Utc::now() - TimeDelta::hours(3));
+    full.id = "producer-42".to_owned();
+    full.dataschema = Some("https://schemas.example/order.json".to_owned());
+    full.extensions = [
+        ("tenant".to_owned(), json!("acme ✓")),
+        ("priority".to_owned(), json!(3)),
+        ("urgent".to_owned(), json!(true)),
+    ]
+    .into();
     let mut binary = event("blobs", "blob.put");
     binary.datacontenttype = Some("application/octet-stream".to_owned());
     binary.data_base64 = Some("AAEC".to_owned());
@@ -96,11 +116,37 @@ pub async fn append_round_trips_every_event_field(store: Arc<dyn Store>) {
     assert_eq!(claimed.len(), 2);
     assert_eq!(claimed[0].event, full);
     assert_eq!(claimed[1].event, binary);
-    let detail = store.get_event(full.id).await.unwrap().expect("stored");
+    let detail = store
+        .get_event(full.switchyard_id)
+        .await
+        .unwrap()
+        .expect("stored");
     assert_eq!(detail.event, full);
     assert_eq!(detail.dedupe_key.as_deref(), Some("order-42"));
     assert_eq!(detail.source_name, "orders");
     assert_eq!(detail.received_at, full.received_at);
+    let between = store
+        .events_between(
+            full.received_at,
+            Utc::now() + TimeDelta::hours(1),
+            Some("orders"),
+            None,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(between, vec![full]);
+    let generated = store
+        .get_event(binary.switchyard_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        generated.event.id,
+        binary.switchyard_id.to_string(),
+        "an event without a CloudEvents id of its own keeps its generated one"
+    );
+    assert!(generated.event.extensions.is_empty());
 }
 
 pub async fn append_keeps_the_first_of_two_entries_with_one_id(store: Arc<dyn Store>) {
@@ -111,7 +157,10 @@ pub async fn append_keeps_the_first_of_two_entries_with_one_id(store: Arc<dyn St
         .unwrap();
     assert_eq!(
         appended,
-        vec![Appended::Created(event.id), Appended::Duplicate(event.id)]
+        vec![
+            Appended::Created(event.switchyard_id),
+            Appended::Duplicate(event.switchyard_id)
+        ]
     );
     let claimed = claim(&store, &["first", "second"], 10).await;
     let triggers: Vec<&str> = claimed.iter().map(|c| c.trigger.as_str()).collect();
@@ -128,11 +177,14 @@ pub async fn append_takes_a_batch_larger_than_one_insert(store: Arc<dyn Store>) 
     let events: Vec<_> = (0..3_000).map(|_| event("s", "x")).collect();
     let batch: Vec<NewEvent> = events.iter().map(|e| to(e, &["t"])).collect();
     let appended = store.append(&batch).await.unwrap();
-    let want: Vec<Appended> = events.iter().map(|e| Appended::Created(e.id)).collect();
+    let want: Vec<Appended> = events
+        .iter()
+        .map(|e| Appended::Created(e.switchyard_id))
+        .collect();
     assert_eq!(appended, want);
     let claimed = claim(&store, &["t"], 4_000).await;
-    let order: Vec<Uuid> = claimed.iter().map(|c| c.event.id).collect();
-    let batch_order: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let order: Vec<Uuid> = claimed.iter().map(|c| c.event.switchyard_id).collect();
+    let batch_order: Vec<Uuid> = events.iter().map(|e| e.switchyard_id).collect();
     assert_eq!(
         order, batch_order,
         "one delivery each, created in batch order"
@@ -156,7 +208,10 @@ pub async fn append_claiming_creates_claimed_deliveries(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(
         appended,
-        vec![Appended::Created(first.id), Appended::Duplicate(first.id)]
+        vec![
+            Appended::Created(first.switchyard_id),
+            Appended::Duplicate(first.switchyard_id)
+        ]
     );
     assert_eq!(
         claimed.len(),
@@ -222,7 +277,7 @@ pub async fn append_claiming_creates_claimed_deliveries(store: Arc<dyn Store>) {
     store.append(&[item]).await.unwrap();
     assert_eq!(
         event_ids(&claim(&store, &["now"], 10).await),
-        vec![third.id]
+        vec![third.switchyard_id]
     );
 }
 
@@ -240,7 +295,7 @@ pub async fn claim_respects_triggers_and_limit(store: Arc<dyn Store>) {
     let first = claim(&store, &["alpha"], 1).await;
     assert_eq!(
         event_ids(&first),
-        vec![a1.id],
+        vec![a1.switchyard_id],
         "oldest first, limit respected"
     );
     assert_eq!(first[0].trigger, "alpha");
@@ -250,7 +305,7 @@ pub async fn claim_respects_triggers_and_limit(store: Arc<dyn Store>) {
     let rest = claim(&store, &["alpha", "beta"], 10).await;
     let mut got = event_ids(&rest);
     got.sort();
-    let mut want = vec![b.id, a2.id];
+    let mut want = vec![b.switchyard_id, a2.switchyard_id];
     want.sort();
     assert_eq!(got, want);
     assert!(claim(&store, &["alpha", "beta"], 10).await.is_empty());
@@ -444,7 +499,10 @@ pub async fn retry_waits_for_its_run_at(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let claimed = claim(&store, &["t"], 2).await;
-    assert_eq!(event_ids(&claimed), vec![later.id, sooner.id]);
+    assert_eq!(
+        event_ids(&claimed),
+        vec![later.switchyard_id, sooner.switchyard_id]
+    );
 
     let retry_at = micros(Utc::now() + TimeDelta::hours(1));
     let past = micros(Utc::now() - TimeDelta::seconds(1));
@@ -475,7 +533,7 @@ pub async fn retry_waits_for_its_run_at(store: Arc<dyn Store>) {
     let again = claim(&store, &["t"], 10).await;
     assert_eq!(
         event_ids(&again),
-        vec![sooner.id],
+        vec![sooner.switchyard_id],
         "only the retry whose time has come"
     );
     assert_eq!(again[0].attempt, 2);
@@ -505,7 +563,7 @@ pub async fn ordering_key_runs_one_at_a_time_in_order(store: Arc<dyn Store>) {
     let heads = claim(&store, &["ord"], 10).await;
     assert_eq!(
         event_ids(&heads),
-        vec![a1.id, b1.id, c1.id],
+        vec![a1.switchyard_id, b1.switchyard_id, c1.switchyard_id],
         "one delivery per key, the first"
     );
     assert!(
@@ -519,7 +577,7 @@ pub async fn ordering_key_runs_one_at_a_time_in_order(store: Arc<dyn Store>) {
     );
     assert_eq!(
         event_ids(&claim(&store, &["other"], 10).await),
-        vec![other.id]
+        vec![other.switchyard_id]
     );
 
     // A head that retries keeps its key blocked, and runs again before the others.
@@ -534,7 +592,7 @@ pub async fn ordering_key_runs_one_at_a_time_in_order(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let retried = claim(&store, &["ord"], 10).await;
-    assert_eq!(event_ids(&retried), vec![a1.id]);
+    assert_eq!(event_ids(&retried), vec![a1.switchyard_id]);
     assert_eq!(retried[0].attempt, 2);
 
     // Once the head is dead or succeeded, the next delivery of its key is claimable.
@@ -548,7 +606,7 @@ pub async fn ordering_key_runs_one_at_a_time_in_order(store: Arc<dyn Store>) {
     let next = claim(&store, &["ord"], 10).await;
     let mut got = event_ids(&next);
     got.sort();
-    let mut want = vec![a2.id, c2.id];
+    let mut want = vec![a2.switchyard_id, c2.switchyard_id];
     want.sort();
     assert_eq!(got, want);
 }

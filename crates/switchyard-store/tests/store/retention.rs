@@ -25,7 +25,7 @@ fn aged(source: &str, age: chrono::Duration) -> Event {
 
 async fn exists(store: &Arc<dyn Store>, event: &Event) -> bool {
     store
-        .get_event(event.id)
+        .get_event(event.switchyard_id)
         .await
         .expect("get_event")
         .is_some()
@@ -125,10 +125,10 @@ pub async fn old_finished_events_go_and_unfinished_ones_stay(store: Arc<dyn Stor
         }
     );
     for gone in [&done, &unrouted, &replayed, &retried] {
-        assert!(!exists(&store, gone).await, "{} should be gone", gone.id);
+        assert!(!exists(&store, gone).await, "{} should be gone", gone.switchyard_id);
     }
     for kept in [&pending, &running, &dead, &recent] {
-        assert!(exists(&store, kept).await, "{} should be kept", kept.id);
+        assert!(exists(&store, kept).await, "{} should be kept", kept.switchyard_id);
     }
     let report = store.retention_due(&policy, now).await.unwrap();
     assert_eq!(due(&report, "events"), 0, "{report:?}");

@@ -17,7 +17,7 @@ pub async fn positions_commit_with_their_events(store: Arc<dyn Store>) {
         .append_with_position("bucket", &[to(&first, &["t"])], &position)
         .await
         .unwrap();
-    assert_eq!(appended, [Appended::Created(first.id)]);
+    assert_eq!(appended, [Appended::Created(first.switchyard_id)]);
     assert_eq!(
         store.source_position("bucket").await.unwrap(),
         Some(position)
@@ -38,7 +38,10 @@ pub async fn positions_commit_with_their_events(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(
         appended,
-        [Appended::Duplicate(first.id), Appended::Created(second.id)]
+        [
+            Appended::Duplicate(first.switchyard_id),
+            Appended::Created(second.switchyard_id)
+        ]
     );
     assert_eq!(
         store.source_position("bucket").await.unwrap(),

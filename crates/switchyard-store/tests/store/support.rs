@@ -87,5 +87,5 @@ pub async fn claim_one(store: &Arc<dyn Store>, trigger: &str) -> Claimed {
 }
 
 pub fn event_ids(claimed: &[Claimed]) -> Vec<Uuid> {
-    claimed.iter().map(|c| c.event.id).collect()
+    claimed.iter().map(|c| c.event.switchyard_id).collect()
 }

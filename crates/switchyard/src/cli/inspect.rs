@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use switchyard_core::HumanDuration;
+use switchyard_core::{HumanDuration, cloudevents};
 use switchyard_store::{DeadQuery, DeliveryStatus, EventQuery, Store};
 use uuid::Uuid;
 
@@ -151,7 +151,10 @@ pub async fn event(store: &dyn Store, router: &Router, args: EventArgs) -> CliRe
         return Ok(());
     }
     let e = &detail.event;
-    println!("event    {}", e.id);
+    println!("event    {}", e.switchyard_id);
+    if e.id != e.switchyard_id.to_string() {
+        println!("ce id    {}", e.id);
+    }
     println!("source   {} ({})", detail.source_name, e.source);
     println!("type     {}", e.ty);
     println!("subject  {}", opt(e.subject.as_deref()));
@@ -160,6 +163,12 @@ pub async fn event(store: &dyn Store, router: &Router, args: EventArgs) -> CliRe
         time(e.time),
         time(detail.received_at)
     );
+    if let Some(schema) = &e.dataschema {
+        println!("schema   {schema}");
+    }
+    for (name, value) in &e.extensions {
+        println!("ext      {name}={}", cloudevents::value_text(value));
+    }
     println!("dedupe   {}", opt(detail.dedupe_key.as_deref()));
     if let Some(data) = &e.data {
         println!("data     {}", clip(&data.to_string(), 200));

@@ -520,7 +520,7 @@ impl Dispatcher {
         let span = tracing::info_span!(
             "delivery",
             trigger = %trigger.name,
-            event = %claimed.event.id,
+            event = %claimed.event.switchyard_id,
             delivery = claimed.lease.delivery_id,
             attempt = claimed.attempt,
         );

@@ -78,7 +78,7 @@ impl CommandHandler {
             }
         }
         command
-            .env("SWITCHYARD_EVENT_ID", event.id.to_string())
+            .env("SWITCHYARD_EVENT_ID", event.switchyard_id.to_string())
             .env("SWITCHYARD_TRIGGER", ctx.trigger())
             .env("SWITCHYARD_ATTEMPT", ctx.attempt().to_string())
             .env("SWITCHYARD_IDEMPOTENCY_KEY", ctx.idempotency_key(event))
@@ -536,7 +536,7 @@ mod tests {
         );
         assert_eq!(
             vars.get("SWITCHYARD_EVENT_ID"),
-            Some(&event.id.to_string().as_str())
+            Some(&event.switchyard_id.to_string().as_str())
         );
         assert_eq!(vars.get("SWITCHYARD_TRIGGER"), Some(&"audit"));
         assert_eq!(vars.get("SWITCHYARD_ATTEMPT"), Some(&"1"));

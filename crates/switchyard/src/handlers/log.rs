@@ -30,7 +30,7 @@ impl Handler for LogHandler {
             };
             tracing::info!(
                 trigger = %ctx.trigger(),
-                event_id = %event.id,
+                event_id = %event.switchyard_id,
                 "type" = %event.ty,
                 source = %event.source,
                 subject = event.subject.as_deref().map(tracing::field::display),
@@ -91,7 +91,10 @@ mod tests {
         assert!(line.contains(" INFO "), "{line}");
         assert!(line.contains("event delivered"), "{line}");
         assert!(line.contains("trigger=audit"), "{line}");
-        assert!(line.contains(&format!("event_id={}", event.id)), "{line}");
+        assert!(
+            line.contains(&format!("event_id={}", event.switchyard_id)),
+            "{line}"
+        );
         assert!(line.contains("type=order.created"), "{line}");
         assert!(line.contains("source=/orders"), "{line}");
         assert!(line.contains("subject=order/42"), "{line}");

@@ -5,9 +5,9 @@ use axum::http::{HeaderMap, Method, Uri, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use switchyard_core::Event;
+use switchyard_core::cloudevents::{self, CloudEventError};
 
 use super::{HttpSourceRuntime, Rejection};
 
@@ -61,52 +61,17 @@ pub fn to_event(
 fn structured(source: &HttpSourceRuntime, body: &[u8]) -> Result<Event, Rejection> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Rejection::bad_request(format!("the body is not a JSON CloudEvent: {e}")))?;
-    let Value::Object(mut attrs) = value else {
+    let Value::Object(attributes) = value else {
         return Err(Rejection::bad_request(
             "a structured CloudEvent must be a JSON object",
         ));
     };
-    let mut take = |name: &str| -> Result<Option<String>, Rejection> {
-        match attrs.remove(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(Rejection::bad_request(format!(
-                "CloudEvent attribute {name:?} must be a string"
-            ))),
-        }
-    };
-    let specversion = take("specversion")?;
-    let id = take("id")?;
-    let ce_source = take("source")?;
-    let ty = take("type")?;
-    let subject = take("subject")?;
-    let time = take("time")?;
-    let datacontenttype = take("datacontenttype")?;
-    let partitionkey = take("partitionkey")?;
-    let traceparent = take("traceparent")?;
-    let data_base64 = take("data_base64")?;
-    let data = attrs.remove("data");
-    if data.is_some() && data_base64.is_some() {
-        return Err(Rejection::bad_request(
-            "a CloudEvent carries either \"data\" or \"data_base64\", not both",
-        ));
-    }
-    if let Some(encoded) = &data_base64 {
-        BASE64.decode(encoded).map_err(|error| {
-            Rejection::bad_request(format!("\"data_base64\" is not valid base64: {error}"))
-        })?;
-    }
-    let mut event = envelope(source, specversion, id, ce_source, ty)?;
-    event.subject = subject;
-    event.time = parse_time(time)?.unwrap_or(event.time);
-    event.datacontenttype = datacontenttype;
-    event.partitionkey = partitionkey;
-    event.traceparent = traceparent;
-    event.data = data;
-    event.data_base64 = data_base64;
-    Ok(event)
+    Event::from_cloudevent(&source.name, attributes).map_err(refused)
 }
 
+/// Binary mode: every `ce-*` header is an attribute (its value percent-decoded, per
+/// the HTTP binding), `content-type` is `datacontenttype` (over a `ce-datacontenttype`
+/// header), and the body is the data.
 fn binary(
     source: &HttpSourceRuntime,
     headers: &HeaderMap,
@@ -114,21 +79,30 @@ fn binary(
     media_type: &str,
     body: Bytes,
 ) -> Result<Event, Rejection> {
-    let ce = |name: &str| header_text(headers, &format!("ce-{name}"));
-    let mut event = envelope(
-        source,
-        ce("specversion"),
-        ce("id"),
-        ce("source"),
-        ce("type"),
-    )?;
-    event.subject = ce("subject");
-    event.time = parse_time(ce("time"))?.unwrap_or(event.time);
-    event.partitionkey = ce("partitionkey");
-    event.traceparent = ce("traceparent");
-    if !content_type.is_empty() {
-        event.datacontenttype = Some(content_type.to_owned());
+    let mut attributes = Map::new();
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let text = value
+            .to_str()
+            .map_err(|_| CloudEventError::HeaderValue(attribute.to_owned()))
+            .and_then(|text| cloudevents::decode_header_value(attribute, text))
+            .map_err(refused)?;
+        attributes.insert(attribute.to_owned(), Value::String(text));
     }
+    // The payload is the body; a header cannot stand in for it.
+    for payload in ["data", "data_base64"] {
+        if attributes.contains_key(payload) {
+            return Err(Rejection::bad_request(format!(
+                "binary mode carries the payload in the body, not in a \"ce-{payload}\" header"
+            )));
+        }
+    }
+    if !content_type.is_empty() {
+        attributes.insert("datacontenttype".into(), json!(content_type));
+    }
+    let mut event = Event::from_cloudevent(&source.name, attributes).map_err(refused)?;
     if !body.is_empty() {
         match decode_body(media_type, body)? {
             Body::Value(value) => event.data = Some(value),
@@ -138,31 +112,8 @@ fn binary(
     Ok(event)
 }
 
-/// The required attributes, checked, with the dedupe key `source`+`id`.
-fn envelope(
-    source: &HttpSourceRuntime,
-    specversion: Option<String>,
-    id: Option<String>,
-    ce_source: Option<String>,
-    ty: Option<String>,
-) -> Result<Event, Rejection> {
-    let missing =
-        |name: &str| Rejection::bad_request(format!("the CloudEvent has no {name:?} attribute"));
-    let specversion = specversion.ok_or_else(|| missing("specversion"))?;
-    if specversion != "1.0" {
-        return Err(Rejection::bad_request(format!(
-            "CloudEvents specversion {specversion:?} is not supported (use 1.0)"
-        )));
-    }
-    let id = id.filter(|s| !s.is_empty()).ok_or_else(|| missing("id"))?;
-    let ce_source = ce_source
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| missing("source"))?;
-    let ty = ty
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| missing("type"))?;
-    let dedupe = format!("cloudevent:{ce_source}:{id}");
-    Ok(Event::new(&source.name, ce_source, ty).with_dedupe_key(dedupe))
+fn refused(error: CloudEventError) -> Rejection {
+    Rejection::bad_request(error.to_string())
 }
 
 fn plain(
@@ -240,19 +191,6 @@ fn decode_body(media_type: &str, body: Bytes) -> Result<Body, Rejection> {
         Ok(text) if !text.contains('\0') => Ok(Body::Value(Value::String(text.to_owned()))),
         _ => Ok(Body::Base64(BASE64.encode(&body))),
     }
-}
-
-fn parse_time(time: Option<String>) -> Result<Option<DateTime<Utc>>, Rejection> {
-    time.map(|t| {
-        DateTime::parse_from_rfc3339(&t)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                Rejection::bad_request(format!(
-                    "CloudEvent time {t:?} is not an RFC 3339 timestamp"
-                ))
-            })
-    })
-    .transpose()
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -393,6 +331,7 @@ mod tests {
         assert_eq!(event.subject.as_deref(), Some("o-1"));
         assert_eq!(event.data, Some(json!({"total": 5})));
         assert_eq!(event.dedupe_key.as_deref(), Some("cloudevent:/orders:42"));
+        assert_eq!(event.id, "42", "the producer's id is kept");
         let err = convert(
             &[
                 ("ce-specversion", "1.0"),
@@ -404,6 +343,50 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.reason, "the CloudEvent has no \"id\" attribute");
+    }
+
+    #[test]
+    fn binary_mode_keeps_every_ce_header_percent_decoded() {
+        let event = convert(
+            &[
+                ("ce-specversion", "1.0"),
+                ("ce-id", "a%20b"),
+                ("ce-source", "/orders"),
+                ("ce-type", "order.created"),
+                ("ce-dataschema", "https://schemas.example/order"),
+                ("ce-tenant", "Gr%C3%BC%C3%9Fe+co"),
+                ("ce-switchyardid", "forged"),
+                ("content-type", "text/plain"),
+            ],
+            "/",
+            "hi",
+        )
+        .unwrap();
+        assert_eq!(event.id, "a b");
+        assert_eq!(
+            event.dataschema.as_deref(),
+            Some("https://schemas.example/order")
+        );
+        assert_eq!(
+            event.extensions,
+            [("tenant".to_owned(), json!("Grüße+co"))].into(),
+            "switchyardid is Switchyard's own"
+        );
+        assert_eq!(event.datacontenttype.as_deref(), Some("text/plain"));
+        assert_eq!(event.data, Some(json!("hi")));
+        let refused = |pairs: &[(&'static str, &str)]| {
+            let mut all = vec![
+                ("ce-specversion", "1.0"),
+                ("ce-id", "1"),
+                ("ce-source", "/o"),
+                ("ce-type", "t"),
+            ];
+            all.extend_from_slice(pairs);
+            convert(&all, "/", "").unwrap_err().reason
+        };
+        assert!(refused(&[("ce-bad", "%zz")]).contains("\"ce-bad\""));
+        assert!(refused(&[("ce-data", "x")]).contains("in the body"));
+        assert!(refused(&[("ce-my_ext", "x")]).contains("\"my_ext\""));
     }
 
     #[test]

@@ -128,11 +128,11 @@ async fn quarantine(
 ) -> Option<()> {
     let name = &source.name;
     for (event, reason) in quarantined {
-        tracing::warn!(source = %name, id = %event.id, %reason, "quarantining a change whose event cannot be stored");
+        tracing::warn!(source = %name, id = %event.switchyard_id, %reason, "quarantining a change whose event cannot be stored");
         let input_id = event
             .dedupe_key
             .clone()
-            .unwrap_or_else(|| event.id.to_string());
+            .unwrap_or_else(|| event.switchyard_id.to_string());
         let body = serde_json::to_string(&event).expect("an event is JSON");
         let record = || deps.store.reject_input(name, &input_id, &reason, &body);
         if retry(shutdown, name, "record a rejected change", record).await? {

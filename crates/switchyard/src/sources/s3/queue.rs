@@ -186,9 +186,9 @@ async fn commit(
             .await?;
         for refused in refused {
             let event = &batch.events[refused.index].event;
-            tracing::warn!(source = %name, id = %event.id, reason = %refused.reason, "quarantining an event the store refused");
+            tracing::warn!(source = %name, id = %event.switchyard_id, reason = %refused.reason, "quarantining an event the store refused");
             batch.rejected.push(Rejected {
-                message_id: format!("{}#{}", batch.origins[refused.index], event.id),
+                message_id: format!("{}#{}", batch.origins[refused.index], event.switchyard_id),
                 reason: refused.reason,
                 body: serde_json::to_string(event).expect("an event is JSON"),
             });
