@@ -10,5 +10,6 @@ mod explain;
 mod faults;
 mod http_source;
 mod listener;
+mod retention;
 mod s3;
 mod secrets;

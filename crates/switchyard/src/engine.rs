@@ -103,7 +103,7 @@ impl Engine {
     }
 
     /// Loads, validates and starts everything `config` describes, in this process:
-    /// the store (migrated), ingress, the dispatcher and the HTTP listener. Returns
+    /// the store (migrated), ingress, the dispatcher, retention and the HTTP listener. Returns
     /// once the listener is bound.
     pub async fn start(self, config: Config) -> Result<RunningEngine, EngineError> {
         let registry = self.registry;
@@ -140,6 +140,12 @@ impl Engine {
                 s3.run(runtime.source_deps(), shutdown.clone()),
             ));
         }
+        let retention = tokio::spawn(crate::retention::run(
+            runtime.store.clone(),
+            config.retention.clone(),
+            runtime.metrics.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(%local_addr, store = %switchyard_core::config::redact_url(&config.store), triggers = config.triggers.len(), "switchyard is running");
         Ok(RunningEngine {
             local_addr,
@@ -147,6 +153,7 @@ impl Engine {
             shutdown,
             server,
             dispatcher,
+            retention,
             sources,
         })
     }
@@ -159,6 +166,8 @@ pub struct RunningEngine {
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
+    /// Deletes what has expired, every `retention.interval`.
+    retention: JoinHandle<()>,
     /// Source tasks that run on their own (cron, s3).
     sources: Vec<JoinHandle<()>>,
 }
@@ -179,7 +188,7 @@ impl RunningEngine {
     /// every source has stopped too.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        let tasks = [self.server, self.dispatcher]
+        let tasks = [self.server, self.dispatcher, self.retention]
             .into_iter()
             .chain(self.sources);
         for task in tasks {

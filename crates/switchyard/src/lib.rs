@@ -33,6 +33,7 @@ mod ingest;
 mod listener;
 mod metrics;
 mod replay;
+mod retention;
 mod router;
 mod server;
 mod sources;

@@ -12,8 +12,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
-use switchyard_store::{AttemptOutcome, QueueStats};
+
+use chrono::Utc;
+use switchyard_store::{AttemptOutcome, QueueStats, RetentionDeleted, RetentionDue};
 
 use crate::dispatch::Occupancy;
 
@@ -43,6 +46,11 @@ struct ClaimLabels {
 struct HeldLabels {
     trigger: String,
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,6 +128,10 @@ pub struct Metrics {
     oldest_pending: Gauge<f64, AtomicU64>,
     held: Family<HeldLabels, Gauge>,
     cron_lateness: Family<SourceLabels, Histogram>,
+    retention_deleted: Family<TableLabels, Counter>,
+    oldest_row_age: Family<TableLabels, Gauge<f64, AtomicU64>>,
+    /// The oldest row of each table retention covers, as its last run found them.
+    oldest_rows: Mutex<Vec<RetentionDue>>,
 }
 
 impl Default for Metrics {
@@ -205,9 +217,24 @@ impl Metrics {
             "How long after its scheduled time each cron fire was committed",
             cron_lateness.clone(),
         );
+        let retention_deleted = Family::default();
+        registry.register(
+            "retention_deleted_rows",
+            "Rows retention deleted, per table: events, deliveries (with their events), dead_letters, attempts (counted into usage first), rejected_inputs",
+            retention_deleted.clone(),
+        );
+        let oldest_row_age = Family::default();
+        registry.register(
+            "oldest_row_age_seconds",
+            "Age of the oldest row per table retention covers (events and rejected_inputs by when received, dead_letters by when they died), as of the last retention run; 0 when the table is empty",
+            oldest_row_age.clone(),
+        );
         Self {
             registry,
             cron_lateness,
+            retention_deleted,
+            oldest_row_age,
+            oldest_rows: Mutex::new(Vec::new()),
             events_received,
             requests_rejected,
             inputs_rejected,
@@ -288,9 +315,34 @@ impl Metrics {
             .observe(lateness_seconds);
     }
 
+    /// Counts what a retention run deleted.
+    pub fn retention_deleted(&self, deleted: &RetentionDeleted) {
+        for (table, count) in deleted.by_table() {
+            self.retention_deleted
+                .get_or_create(&TableLabels { table })
+                .inc_by(count);
+        }
+    }
+
+    /// Keeps the oldest row of each table, whose age `render` reports.
+    pub fn oldest_rows(&self, due: &[RetentionDue]) {
+        *self.oldest_rows.lock().expect("oldest_rows lock") = due.to_vec();
+    }
+
     /// Renders the text exposition, after taking in the store's queue figures and
     /// what the dispatcher holds.
     pub fn render(&self, stats: Option<&QueueStats>, occupancy: &[Occupancy]) -> String {
+        let now = Utc::now();
+        for table in self.oldest_rows.lock().expect("oldest_rows lock").iter() {
+            let age = table.oldest.map_or(0.0, |oldest| {
+                (now - oldest).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            self.oldest_row_age
+                .get_or_create(&TableLabels {
+                    table: table.table.name(),
+                })
+                .set(age);
+        }
         self.held.clear();
         for trigger in occupancy {
             for (state, count) in [("running", trigger.running), ("waiting", trigger.waiting)] {
@@ -350,6 +402,17 @@ mod tests {
             running: 4,
             waiting: 7,
         }];
+        metrics.retention_deleted(&RetentionDeleted {
+            events: 5,
+            attempts: 9,
+            ..RetentionDeleted::default()
+        });
+        metrics.oldest_rows(&[RetentionDue {
+            table: switchyard_core::config::RetainedTable::Events,
+            due: 0,
+            oldest_due: None,
+            oldest: Some(Utc::now() - chrono::Duration::hours(2)),
+        }]);
         let text = metrics.render(Some(&stats), &occupancy);
         for needle in [
             "switchyard_events_received_total{source=\"github\"} 1",
@@ -365,6 +428,10 @@ mod tests {
             "switchyard_deliveries_held{trigger=\"audit\",state=\"waiting\"} 7",
             "switchyard_cron_lateness_seconds_bucket{le=\"0.005\",source=\"nightly\"} 1",
             "switchyard_inputs_rejected_total{source=\"uploads\"} 1",
+            "switchyard_retention_deleted_rows_total{table=\"events\"} 5",
+            "switchyard_retention_deleted_rows_total{table=\"attempts\"} 9",
+            "switchyard_retention_deleted_rows_total{table=\"rejected_inputs\"} 0",
+            "switchyard_oldest_row_age_seconds{table=\"events\"} 7200",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
