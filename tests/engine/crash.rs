@@ -294,6 +294,12 @@ async fn cli_validate_send_events_and_dlq() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let output = cli(&config, &["migrate"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let output = cli(
         &config,

@@ -53,9 +53,22 @@ pub enum StoreError {
     /// and a batch that holds them is split so that they fail alone.
     #[error("the store refused the data: {0}")]
     Rejected(#[source] sqlx::Error),
+    /// The database could not be reached when the store was opened; the source is the
+    /// cause a direct connection attempt met (connection refused, unknown host, a
+    /// refused password), not the pool's timeout. `url` has its credentials redacted.
+    #[error("cannot reach the store at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
     /// The schema could not be created or upgraded.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The store's schema is not the one this binary's migrations make: missing, older,
+    /// newer, changed, or half-applied. The message says what to do.
+    #[error("{0}")]
+    Schema(String),
     /// A row that should exist does not, an argument is out of range, or a stored value
     /// does not decode.
     #[error("{0}")]
@@ -117,8 +130,16 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// safe in the sense that dropping the future either commits nothing or everything.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Creates or upgrades the schema. Safe to call from several processes at once.
-    async fn migrate(&self) -> Result<()>;
+    /// Creates or upgrades the schema and returns the migrations it applied, in order
+    /// (none when the schema was current). Safe to call from several processes at once:
+    /// each migration is applied, and reported, by one of them.
+    async fn migrate(&self) -> Result<Vec<AppliedMigration>>;
+
+    /// Checks, without changing anything, that the schema is exactly the one
+    /// [`migrate`](Store::migrate) makes. Fails with [`StoreError::Schema`] when it is
+    /// missing, older or newer than this binary, was migrated by a build whose
+    /// migrations differ, or holds a migration that failed part-way.
+    async fn check_schema(&self) -> Result<()>;
 
     /// Commits a one-row write, for `/readyz`: succeeds only when the store can commit,
     /// which a read-only database, a full disk or a broken connection prevents. The
@@ -338,8 +359,28 @@ where
     done
 }
 
+/// A migration [`Store::migrate`] applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub description: String,
+}
+
+/// Opens an existing store for reading, as the inspection commands do: never creates
+/// a SQLite file (a missing one is [`StoreError::Invalid`] naming it), and checks the
+/// schema with [`Store::check_schema`] instead of migrating.
+pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::open_existing(url).await?)
+    } else {
+        open(url).await?
+    };
+    store.check_schema().await?;
+    Ok(store)
+}
+
 /// Opens the store a URL names: `sqlite://PATH`, `sqlite::memory:` or
-/// `postgres://...`. Does not migrate.
+/// `postgres://...`, creating a missing SQLite file. Does not migrate.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))

@@ -7,11 +7,14 @@
 //! `sqlx::migrate!` compute for the same files, so databases stay compatible with them.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationSource, MigrationType, Migrator};
+
+use crate::{AppliedMigration, StoreError};
 
 /// One backend's migrations: `(version, description, SQL)`, in version order, and the
 /// migrations among them whose comments were reworded after databases applied them.
@@ -154,10 +157,10 @@ pub(crate) const SQLITE: Embedded = Embedded(
     &[],
 );
 
-impl MigrationSource<'static> for Embedded {
-    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send>> {
-        let migrations = self
-            .0
+impl Embedded {
+    /// The migrations as sqlx sees them, each with the checksum databases recorded.
+    fn migrations(self) -> Vec<Migration> {
+        self.0
             .iter()
             .map(|&(version, description, sql)| {
                 let mut migration = Migration::new(
@@ -172,8 +175,20 @@ impl MigrationSource<'static> for Embedded {
                 }
                 migration
             })
-            .collect();
-        Box::pin(std::future::ready(Ok(migrations)))
+            .collect()
+    }
+
+    fn description(self, version: i64) -> &'static str {
+        self.0
+            .iter()
+            .find(|(v, _, _)| *v == version)
+            .map_or("unknown", |(_, description, _)| description)
+    }
+}
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send>> {
+        Box::pin(std::future::ready(Ok(self.migrations())))
     }
 }
 
@@ -186,7 +201,7 @@ fn from_hex(hex: &str) -> Vec<u8> {
 }
 
 /// Applies `migrations` that `conn` has not applied yet, under the backend's migration
-/// lock (an advisory lock on Postgres).
+/// lock (a session advisory lock on Postgres), and returns the ones it applied.
 ///
 /// A plain function returning a boxed future, rather than an `async fn`, so that the
 /// future's `Send` bound is checked for this one connection's lifetime: inside an
@@ -194,15 +209,101 @@ fn from_hex(hex: &str) -> Vec<u8> {
 pub(crate) fn run<'c, A>(
     migrations: Embedded,
     conn: A,
-) -> Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send + 'c>>
+) -> Pin<Box<dyn Future<Output = Result<Vec<AppliedMigration>, MigrateError>> + Send + 'c>>
 where
     A: sqlx::Acquire<'c> + Send + 'c,
     <A::Connection as std::ops::Deref>::Target: Migrate,
 {
     Box::pin(async move {
-        let migrator = Migrator::new(migrations).await?;
-        migrator.run(conn).await
+        let mut migrator = Migrator::new(migrations).await?;
+        let mut conn = conn.acquire().await?;
+        // The lock is taken here rather than by the migrator, so that what was applied
+        // before is read under it too.
+        migrator.set_locking(false);
+        conn.lock().await?;
+        let applied = apply_missing(&migrator, migrations, &mut *conn).await;
+        // On an error the lock is left to the connection, which the caller closes or
+        // rolls back: unlocking could fail the same way and hide the first error.
+        if applied.is_ok() {
+            conn.unlock().await?;
+        }
+        applied
     })
+}
+
+async fn apply_missing<C: Migrate>(
+    migrator: &Migrator,
+    migrations: Embedded,
+    conn: &mut C,
+) -> Result<Vec<AppliedMigration>, MigrateError> {
+    conn.ensure_migrations_table().await?;
+    let before: HashSet<i64> = conn
+        .list_applied_migrations()
+        .await?
+        .iter()
+        .map(|migration| migration.version)
+        .collect();
+    migrator.run_direct(conn).await?;
+    Ok(migrations
+        .0
+        .iter()
+        .filter(|(version, _, _)| !before.contains(version))
+        .map(|&(version, description, _)| AppliedMigration {
+            version,
+            description: description.to_owned(),
+        })
+        .collect())
+}
+
+/// One row of sqlx's `_sqlx_migrations`: version, whether it finished, checksum.
+pub(crate) type Recorded = (i64, bool, Vec<u8>);
+
+/// Whether a database that recorded `recorded` (`None`: it has no bookkeeping table)
+/// has exactly the schema `migrations` make. Each way it can differ is a
+/// [`StoreError::Schema`] that says what to do.
+pub(crate) fn check(migrations: Embedded, recorded: Option<&[Recorded]>) -> Result<(), StoreError> {
+    let Some(recorded) = recorded else {
+        return Err(StoreError::Schema(
+            "the store has no Switchyard schema: run `switchyard migrate` to create it".into(),
+        ));
+    };
+    let known = migrations.migrations();
+    let latest = known.last().map_or(0, |m| m.version);
+    if let Some((version, _, _)) = recorded.iter().find(|(_, finished, _)| !finished) {
+        return Err(StoreError::Schema(format!(
+            "migration {version} ({}) failed part-way in the store: repair the schema by \
+             hand, then run `switchyard migrate`",
+            migrations.description(*version)
+        )));
+    }
+    if let Some((version, _, _)) = recorded.iter().find(|(v, _, _)| *v > latest) {
+        return Err(StoreError::Schema(format!(
+            "the store's schema is newer than this switchyard: it has migration {version}, \
+             this binary knows up to {latest}; use the switchyard whose `switchyard migrate` \
+             made it, or a newer one"
+        )));
+    }
+    for migration in &known {
+        match recorded.iter().find(|(v, _, _)| *v == migration.version) {
+            Some((_, _, checksum)) if checksum[..] != migration.checksum[..] => {
+                return Err(StoreError::Schema(format!(
+                    "migration {} ({}) in the store differs from this switchyard's: the store \
+                     was migrated by another build; run `switchyard migrate` with the build \
+                     that made it",
+                    migration.version, migration.description
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let at = recorded.iter().map(|(v, _, _)| *v).max().unwrap_or(0);
+                return Err(StoreError::Schema(format!(
+                    "the store's schema is older than this switchyard: it is at migration \
+                     {at}, this binary needs {latest}; run `switchyard migrate` to upgrade it"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

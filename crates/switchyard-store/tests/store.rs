@@ -324,14 +324,146 @@ async fn postgres_refusals_are_rejected_and_split_off() {
     .await;
 }
 
+/// The pool only times out; the error carries what a direct connection met instead,
+/// and not the password.
 #[tokio::test]
-async fn postgres_unreachable_is_unavailable() {
-    let opened = PostgresStore::open("postgres://postgres@127.0.0.1:1/none").await;
-    assert!(
-        matches!(opened, Err(StoreError::Unavailable(_))),
-        "{:?}",
-        opened.err()
-    );
+async fn postgres_unreachable_names_the_cause() {
+    let opened = PostgresStore::open("postgres://postgres:hunter2@127.0.0.1:1/none").await;
+    let Err(error @ StoreError::Unreachable { .. }) = opened else {
+        panic!("expected Unreachable, got {:?}", opened.err());
+    };
+    let message = error.to_string();
+    assert!(message.contains("onnection refused"), "{message}");
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+/// What a database's schema check says as its bookkeeping is changed, one way at a
+/// time: `exec` runs a statement on it, and `table` is sqlx's bookkeeping table.
+async fn schema_check_names_each_mismatch<F, Fut>(store: Arc<dyn Store>, table: &str, exec: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let fails_with = |expected: &'static str| {
+        let store = store.clone();
+        async move {
+            match store.check_schema().await {
+                Err(StoreError::Schema(message)) => {
+                    assert!(message.contains(expected), "{message}");
+                    assert!(message.contains("switchyard migrate"), "{message}");
+                }
+                other => panic!("expected a schema error with {expected:?}, got {other:?}"),
+            }
+        }
+    };
+    fails_with("no Switchyard schema").await;
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(applied.first().map(|m| m.version), Some(1));
+    assert_eq!(applied[0].description, "event log");
+    let latest = applied.last().unwrap().version;
+    assert!(store.migrate().await.unwrap().is_empty(), "applied twice");
+    store
+        .check_schema()
+        .await
+        .expect("a migrated schema checks");
+
+    exec(format!(
+        "UPDATE {table} SET success = false WHERE version = 1"
+    ))
+    .await;
+    fails_with("migration 1 (event log) failed part-way").await;
+    exec(format!(
+        "UPDATE {table} SET success = true WHERE version = 1"
+    ))
+    .await;
+
+    exec(format!(
+        "UPDATE {table} SET checksum = checksum || checksum WHERE version = 2"
+    ))
+    .await;
+    fails_with("migration 2 (schedules) in the store differs").await;
+    exec(format!(
+        "UPDATE {table} SET checksum = substr(checksum, 1, length(checksum) / 2) WHERE version = 2"
+    ))
+    .await;
+    store
+        .check_schema()
+        .await
+        .expect("the checksum is restored");
+
+    exec(format!(
+        "INSERT INTO {table} (version, description, success, checksum, execution_time)
+         SELECT 999, 'future', true, checksum, 0 FROM {table} WHERE version = 1"
+    ))
+    .await;
+    fails_with("newer than this switchyard: it has migration 999").await;
+    exec(format!("DELETE FROM {table} WHERE version = 999")).await;
+    // The latest migration's record set aside: the schema looks one migration old.
+    exec(format!(
+        "UPDATE {table} SET version = -version WHERE version = {latest}"
+    ))
+    .await;
+    fails_with("older than this switchyard").await;
+    exec(format!(
+        "UPDATE {table} SET version = -version WHERE version = -{latest}"
+    ))
+    .await;
+    store.check_schema().await.expect("the record is back");
+}
+
+#[tokio::test]
+async fn sqlite_schema_check_names_each_mismatch() {
+    let path =
+        std::env::temp_dir().join(format!("switchyard-schema-{}.db", Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}", path.display());
+    let missing = switchyard_store::open_existing(&url).await;
+    match missing {
+        Err(StoreError::Invalid(message)) => {
+            assert!(message.contains(&path.display().to_string()), "{message}");
+        }
+        other => panic!("opened a missing file: {:?}", other.err()),
+    }
+    assert!(!path.exists(), "open_existing created the file");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+    let exec = |statement: String| {
+        let url = url.clone();
+        async move {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(&statement).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+    };
+    schema_check_names_each_mismatch(store, "_sqlx_migrations", exec).await;
+    switchyard_store::open_existing(&url)
+        .await
+        .expect("an existing, current store opens");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        // The WAL files may already be gone.
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[tokio::test]
+async fn postgres_schema_check_names_each_mismatch() {
+    with_pg_db(|db| async move {
+        let store: Arc<dyn Store> = db.open().await;
+        let exec = |statement: String| {
+            let url = db.url.clone();
+            async move {
+                let mut conn = PgConnection::connect(&url).await.unwrap();
+                sqlx::query(&statement).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        };
+        schema_check_names_each_mismatch(store, "switchyard._sqlx_migrations", exec).await;
+        switchyard_store::open_existing(&db.url)
+            .await
+            .expect("a current store opens");
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -30,9 +30,9 @@ use crate::queue::{self, LEASE_EXPIRED};
 use crate::read;
 use crate::storable;
 use crate::{
-    Appended, Claimed, DeadLetter, DeadQuery, DeliveryDetail, EventDetail, EventQuery,
-    EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats, RejectedInput, Result,
-    RetentionDeleted, RetentionDue, Store, StoreError, Usage,
+    Appended, AppliedMigration, Claimed, DeadLetter, DeadQuery, DeliveryDetail, EventDetail,
+    EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats, RejectedInput,
+    Result, RetentionDeleted, RetentionDue, Store, StoreError, Usage,
 };
 
 /// The store on a Postgres database, in its `switchyard` schema.
@@ -74,7 +74,8 @@ impl PostgresStore {
     /// Connects to the database `url` names (`postgres://user:pass@host/db`).
     ///
     /// Fails with [`StoreError::Invalid`] if the URL does not parse, and with
-    /// [`StoreError::Unavailable`] if no connection can be made within 5 seconds.
+    /// [`StoreError::Unreachable`] if no connection can be made within 5 seconds: its
+    /// cause is what one more, direct attempt to connect met.
     /// Does not migrate.
     pub async fn open(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
@@ -82,11 +83,16 @@ impl PostgresStore {
                 StoreError::Invalid(format!("bad Postgres URL {:?}: {error}", redact_url(url)))
             })?
             .application_name("switchyard");
-        let pool = PgPoolOptions::new()
+        let pool = match PgPoolOptions::new()
             .max_connections(20)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.clone())
-            .await?;
+            .await
+        {
+            Ok(pool) => pool,
+            Err(sqlx::Error::PoolTimedOut) => return Err(unreachable(url, &options).await),
+            Err(error) => return Err(error.into()),
+        };
         let leases = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
@@ -115,13 +121,32 @@ impl Store for PostgresStore {
     /// on a dedicated connection whose `search_path` is `switchyard`, so sqlx's
     /// bookkeeping table lives there too. sqlx holds an advisory lock while migrating,
     /// and schema creation takes its own, so concurrent callers wait for each other.
-    async fn migrate(&self) -> Result<()> {
+    async fn migrate(&self) -> Result<Vec<AppliedMigration>> {
         let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
         let migrated = migrate_on(&mut conn).await;
         let closed = conn.close().await;
-        migrated?;
+        let applied = migrated?;
         closed?;
-        Ok(())
+        Ok(applied)
+    }
+
+    /// Reads sqlx's bookkeeping table in the `switchyard` schema, if there is one.
+    async fn check_schema(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let exists: bool = sqlx::query_scalar(sql::MIGRATIONS_TABLE_EXISTS)
+            .fetch_one(&mut *tx)
+            .await?;
+        let recorded: Option<Vec<migrations::Recorded>> = if exists {
+            Some(
+                sqlx::query_as(sql::RECORDED_MIGRATIONS)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        tx.commit().await?;
+        migrations::check(migrations::POSTGRES, recorded.as_deref())
     }
 
     /// One statement, committed on its own with the server's usual durability.
@@ -550,20 +575,44 @@ impl Store for PostgresStore {
     }
 }
 
+/// Why a pool found no connection in time: what one direct attempt to connect meets
+/// (connection refused, unknown host, a refused password), as
+/// [`StoreError::Unreachable`]. The pool itself only reports that it timed out.
+async fn unreachable(url: &str, options: &PgConnectOptions) -> StoreError {
+    let attempt = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(options));
+    let source = match attempt.await {
+        Ok(Ok(conn)) => {
+            // It answers now: the timeout is all there is to report.
+            if let Err(error) = conn.close().await {
+                tracing::debug!(%error, "closing the probe connection failed");
+            }
+            sqlx::Error::PoolTimedOut
+        }
+        Ok(Err(error)) => error,
+        Err(_) => sqlx::Error::PoolTimedOut,
+    };
+    StoreError::Unreachable {
+        url: redact_url(url),
+        source,
+    }
+}
+
 /// Creates the schema under a transaction-scoped advisory lock (so that concurrent
-/// `CREATE SCHEMA IF NOT EXISTS` cannot race), then migrates inside it.
-async fn migrate_on(conn: &mut PgConnection) -> Result<()> {
+/// `CREATE SCHEMA IF NOT EXISTS` cannot race), then migrates inside it. Notices are
+/// off on this connection: the `IF NOT EXISTS` statements raise one at every start.
+async fn migrate_on(conn: &mut PgConnection) -> Result<Vec<AppliedMigration>> {
+    sqlx::query(sql::QUIET_NOTICES).execute(&mut *conn).await?;
     let mut tx = conn.begin().await?;
     sqlx::query(sql::LOCK_SCHEMA).execute(&mut *tx).await?;
     sqlx::query(sql::CREATE_SCHEMA).execute(&mut *tx).await?;
     tx.commit().await?;
     sqlx::query(sql::USE_SCHEMA).execute(&mut *conn).await?;
-    migrations::run(migrations::POSTGRES, &mut *conn).await?;
+    let applied = migrations::run(migrations::POSTGRES, &mut *conn).await?;
     // The claim's plan depends on the queue's statistics. A backlog that built up while
     // no engine ran (or a fresh table) may have none yet, and then every claim sorts
     // the whole backlog; refreshing them at start-up is cheap (a sample of rows).
     sqlx::query(sql::ANALYZE_QUEUE).execute(&mut *conn).await?;
-    Ok(())
+    Ok(applied)
 }
 
 fn lease_arrays(leases: &[Lease]) -> (Vec<i64>, Vec<Uuid>) {

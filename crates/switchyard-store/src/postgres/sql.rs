@@ -24,6 +24,18 @@ pub(super) const CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS switchyard";
 /// For the migration connection only, so sqlx's `_sqlx_migrations` lands in our schema.
 pub(super) const USE_SCHEMA: &str = "SET search_path TO switchyard";
 
+/// For the migration connection only: `CREATE ... IF NOT EXISTS` of an object that
+/// exists raises a notice, which sqlx logs, at every start.
+pub(super) const QUIET_NOTICES: &str = "SET client_min_messages TO warning";
+
+/// Whether sqlx's bookkeeping table exists, for the schema check.
+pub(super) const MIGRATIONS_TABLE_EXISTS: &str =
+    "SELECT to_regclass('switchyard._sqlx_migrations') IS NOT NULL";
+
+/// The migrations sqlx recorded: version, whether it finished, checksum.
+pub(super) const RECORDED_MIGRATIONS: &str =
+    "SELECT version, success, checksum FROM switchyard._sqlx_migrations ORDER BY version";
+
 /// Rewrites the one row of `readiness`.
 pub(super) const PROBE_WRITE: &str = "
     INSERT INTO switchyard.readiness (id, checked_at) VALUES (1, now())

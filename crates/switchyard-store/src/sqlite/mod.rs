@@ -39,9 +39,9 @@ use crate::queue::{self, LEASE_EXPIRED};
 use crate::read;
 use crate::storable;
 use crate::{
-    Appended, AttemptOutcome, Claimed, DeadLetter, DeadQuery, DeliveryDetail, DeliveryStatus,
-    EventDetail, EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent, QueueStats,
-    RejectedInput, Result, RetentionDeleted, RetentionDue, Store, StoreError, Usage,
+    Appended, AppliedMigration, AttemptOutcome, Claimed, DeadLetter, DeadQuery, DeliveryDetail,
+    DeliveryStatus, EventDetail, EventQuery, EventSummary, Finished, Lease, NewDelivery, NewEvent,
+    QueueStats, RejectedInput, Result, RetentionDeleted, RetentionDue, Store, StoreError, Usage,
 };
 
 /// The store in a SQLite database file (or in memory, for tests and trials).
@@ -92,16 +92,33 @@ impl SqliteStore {
     /// [`StoreError::Invalid`] if the URL does not parse and
     /// [`StoreError::Unavailable`] if the file cannot be opened. Does not migrate.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, true).await
+    }
+
+    /// Opens like [`open`](Self::open) a database that must exist: a missing file is
+    /// [`StoreError::Invalid`] naming it, and is not created.
+    pub async fn open_existing(url: &str) -> Result<Self> {
+        Self::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, create: bool) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|error| {
                 StoreError::Invalid(format!("bad SQLite URL {:?}: {error}", redact_url(url)))
             })?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(WAIT)
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !create && !in_memory && !options.get_filename().exists() {
+            return Err(StoreError::Invalid(format!(
+                "the SQLite store {} does not exist (check the store URL, or create it \
+                 with `switchyard migrate`)",
+                options.get_filename().display()
+            )));
+        }
         if in_memory {
             // One connection holds the whole database, so everything shares it.
             let pool = SqlitePoolOptions::new()
@@ -137,11 +154,30 @@ impl SqliteStore {
 impl Store for SqliteStore {
     /// Migrates inside one `BEGIN IMMEDIATE` transaction, so a second process waits for
     /// the first and then finds the schema current.
-    async fn migrate(&self) -> Result<()> {
+    async fn migrate(&self) -> Result<Vec<AppliedMigration>> {
         let mut tx = self.write().await?;
-        migrations::run(migrations::SQLITE, &mut *tx).await?;
+        let applied = migrations::run(migrations::SQLITE, &mut *tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(applied)
+    }
+
+    /// Reads sqlx's bookkeeping table, if there is one, in one read transaction.
+    async fn check_schema(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let exists: bool = sqlx::query_scalar(sql::MIGRATIONS_TABLE_EXISTS)
+            .fetch_one(&mut *tx)
+            .await?;
+        let recorded: Option<Vec<migrations::Recorded>> = if exists {
+            Some(
+                sqlx::query_as(sql::RECORDED_MIGRATIONS)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        tx.commit().await?;
+        migrations::check(migrations::SQLITE, recorded.as_deref())
     }
 
     /// Goes through the write gate and a write transaction like every other write,

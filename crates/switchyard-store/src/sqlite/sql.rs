@@ -198,3 +198,11 @@ pub(super) const REJECT_INPUT: &str = "
     INSERT INTO rejected_inputs (source_name, input_id, reason, body, received_at)
     VALUES (?1, ?2, ?3, ?4, ?5)
     ON CONFLICT DO NOTHING";
+
+/// Whether sqlx's bookkeeping table exists, for the schema check.
+pub(super) const MIGRATIONS_TABLE_EXISTS: &str =
+    "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+
+/// The migrations sqlx recorded: version, whether it finished, checksum.
+pub(super) const RECORDED_MIGRATIONS: &str =
+    "SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version";

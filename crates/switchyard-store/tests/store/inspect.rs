@@ -512,7 +512,12 @@ pub async fn stats_reports_depth_age_and_dead(store: Arc<dyn Store>) {
 pub async fn migrate_is_idempotent(store: Arc<dyn Store>) {
     let e = event("s", "x");
     store.append(&[to(&e, &["t"])]).await.unwrap();
-    store.migrate().await.expect("second migrate");
+    let applied = store.migrate().await.expect("second migrate");
+    assert!(
+        applied.is_empty(),
+        "a current schema is migrated again: {applied:?}"
+    );
+    store.check_schema().await.expect("the schema checks");
     store
         .probe_write()
         .await

@@ -170,15 +170,7 @@ async fn execute(engine: Engine, command: Command) -> CliResult {
             config,
             no_environment,
         } => validate(&engine, &config, no_environment),
-        Command::Migrate(args) => {
-            let config = load(&engine, &args)?;
-            open_store(&config).await?;
-            println!(
-                "schema is up to date ({})",
-                switchyard_core::config::redact_url(&config.store)
-            );
-            Ok(())
-        }
+        Command::Migrate(args) => migrate(&engine, &args).await,
         Command::Events(args) => {
             let config = load(&engine, &args.config)?;
             inspect::events(&*open_store(&config).await?, args).await
@@ -232,10 +224,33 @@ fn load(engine: &Engine, args: &ConfigArg) -> Result<Config, CliError> {
     load_with(engine, args, &ProcessEnv)
 }
 
+/// Opens the store for a command that only reads it or adds events: never creates it
+/// nor changes its schema, and refuses a schema this binary does not match.
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
+    Ok(switchyard_store::open_existing(&config.store).await?)
+}
+
+/// Creates or upgrades the schema and says which migrations it applied.
+async fn migrate(engine: &Engine, args: &ConfigArg) -> CliResult {
+    let config = load(engine, args)?;
     let store = switchyard_store::open(&config.store).await?;
-    store.migrate().await?;
-    Ok(store)
+    let applied = store.migrate().await?;
+    for migration in &applied {
+        println!(
+            "applied migration {} ({})",
+            migration.version, migration.description
+        );
+    }
+    println!(
+        "schema {} ({})",
+        if applied.is_empty() {
+            "up to date"
+        } else {
+            "migrated"
+        },
+        switchyard_core::config::redact_url(&config.store)
+    );
+    Ok(())
 }
 
 fn validate(engine: &Engine, args: &ConfigArg, no_environment: bool) -> CliResult {

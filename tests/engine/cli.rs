@@ -1,0 +1,166 @@
+//! The inspection commands end to end, through the real binary: what they refuse and
+//! what they print.
+
+use std::process::Output;
+
+use sqlx::Connection;
+
+use crate::crash::{Workdir, cli, free_port};
+use crate::support::{Backend, fresh_store};
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs a command that must succeed and returns its stdout.
+fn ok(config: &std::path::Path, args: &[&str]) -> String {
+    let output = cli(config, args);
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// Runs a command that must fail and returns its stderr.
+fn fails(config: &std::path::Path, args: &[&str]) -> String {
+    let output = cli(config, args);
+    assert!(
+        !output.status.success(),
+        "{args:?} succeeded: {}",
+        stdout(&output)
+    );
+    stderr(&output)
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+const HTTP_SOURCE: &str = "sources: { jobs: { http: { path: /jobs } } }\ntriggers: { t: { source: jobs, handler: { command: { program: \"true\" } } } }\n";
+
+const READ_ONLY: [&[&str]; 8] = [
+    &["events"],
+    &["event", "0190a0f0-0000-7000-8000-000000000001"],
+    &["dlq", "list"],
+    &["dlq", "show", "1"],
+    &["schedules"],
+    &["rejected"],
+    &["replay", "--since", "2026-01-01T00:00:00Z"],
+    &["send", "jobs"],
+];
+
+#[tokio::test]
+async fn commands_other_than_migrate_never_create_a_sqlite_store() {
+    let dir = Workdir::new();
+    let path = dir.0.join("typo.db");
+    let config = dir.config(
+        &format!("sqlite://{}", path.display()),
+        free_port(),
+        HTTP_SOURCE,
+    );
+    for args in READ_ONLY {
+        let error = fails(&config, args);
+        assert!(
+            error.contains(&format!(
+                "the SQLite store {} does not exist",
+                path.display()
+            )),
+            "{args:?}: {error}"
+        );
+        assert!(!path.exists(), "{args:?} created the store");
+    }
+
+    let migrated = ok(&config, &["migrate"]);
+    assert!(
+        migrated.starts_with("applied migration 1 (event log)\napplied migration 2 (schedules)\n"),
+        "{migrated}"
+    );
+    assert!(migrated.contains("\nschema migrated ("), "{migrated}");
+    assert_eq!(
+        ok(&config, &["migrate"]),
+        format!("schema up to date (sqlite://{})\n", path.display())
+    );
+    assert!(ok(&config, &["events"]).contains("no events"));
+}
+
+/// A store whose latest migration is not recorded, as one migrated by an older build.
+async fn set_latest_migration_aside(url: &str) {
+    let table = if url.starts_with("sqlite:") {
+        "_sqlx_migrations"
+    } else {
+        "switchyard._sqlx_migrations"
+    };
+    let statement = format!(
+        "UPDATE {table} SET version = -version WHERE version = (SELECT max(version) FROM {table})"
+    );
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(&statement).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(&statement).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_old_schema_asks_for_migrate_on_both_backends() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let store = fresh_store(backend).await;
+        if let Some(path) = store.strip_prefix("sqlite://") {
+            // An empty file is an empty SQLite database.
+            std::fs::File::create(path).unwrap();
+        }
+        let dir = Workdir::new();
+        let config = dir.config(&store, free_port(), HTTP_SOURCE);
+        let error = fails(&config, &["events"]);
+        assert!(
+            error.contains("the store has no Switchyard schema: run `switchyard migrate`"),
+            "{backend:?}: {error}"
+        );
+        ok(&config, &["migrate"]);
+        let again = std::process::Command::new(BIN)
+            .args(["migrate", "--config"])
+            .arg(&config)
+            .env("SWITCHYARD_LOG", "info")
+            .output()
+            .unwrap();
+        assert!(again.status.success(), "{}", stderr(&again));
+        assert!(
+            !stderr(&again).contains("already exists"),
+            "{backend:?}: a notice reached the log: {}",
+            stderr(&again)
+        );
+        set_latest_migration_aside(&store).await;
+        for args in READ_ONLY {
+            let error = fails(&config, args);
+            assert!(
+                error.contains("the store's schema is older than this switchyard")
+                    && error.contains("run `switchyard migrate`"),
+                "{backend:?} {args:?}: {error}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_names_the_cause_without_the_password() {
+    let dir = Workdir::new();
+    let config = dir.config(
+        "postgres://postgres:canary-pw-0c1d@127.0.0.1:1/none",
+        free_port(),
+        HTTP_SOURCE,
+    );
+    let error = fails(&config, &["events"]);
+    assert!(
+        error.contains("cannot reach the store at postgres://postgres:")
+            && error.contains("onnection refused"),
+        "{error}"
+    );
+    assert!(!error.contains("canary-pw-0c1d"), "{error}");
+}
