@@ -41,6 +41,7 @@ async fn cli_explains_matched_filtered_and_disabled_triggers() {
     let dir = Workdir::new();
     let store = fresh_store(Backend::Sqlite).await;
     let config = dir.config(&store, free_port(), TRIGGERS);
+    stdout(&cli(&config, &["migrate"]));
 
     let sent = json_of(&cli(
         &config,
@@ -129,6 +130,7 @@ async fn event_says_no_trigger_matched_and_why() {
     let dir = Workdir::new();
     let store = fresh_store(Backend::Sqlite).await;
     let config = dir.config(&store, free_port(), TRIGGERS);
+    stdout(&cli(&config, &["migrate"]));
     let sent = json_of(&cli(
         &config,
         &[
