@@ -56,7 +56,7 @@ impl Explanation {
             })
             .collect();
         Self {
-            event_id: event.id,
+            event_id: event.switchyard_id,
             source_name: event.source_name.clone(),
             triggers,
         }

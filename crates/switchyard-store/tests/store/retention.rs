@@ -125,10 +125,18 @@ pub async fn old_finished_events_go_and_unfinished_ones_stay(store: Arc<dyn Stor
         }
     );
     for gone in [&done, &unrouted, &replayed, &retried] {
-        assert!(!exists(&store, gone).await, "{} should be gone", gone.switchyard_id);
+        assert!(
+            !exists(&store, gone).await,
+            "{} should be gone",
+            gone.switchyard_id
+        );
     }
     for kept in [&pending, &running, &dead, &recent] {
-        assert!(exists(&store, kept).await, "{} should be kept", kept.switchyard_id);
+        assert!(
+            exists(&store, kept).await,
+            "{} should be kept",
+            kept.switchyard_id
+        );
     }
     let report = store.retention_due(&policy, now).await.unwrap();
     assert_eq!(due(&report, "events"), 0, "{report:?}");

@@ -350,7 +350,7 @@ async fn send(engine: &Engine, args: SendArgs) -> CliResult {
         .ok_or_else(|| CliError("the store returned no result".into()))?;
     let duplicate = matches!(appended, Appended::Duplicate(_));
     // A duplicate is explained as sent; its stored original was routed when it came.
-    event.id = appended.id();
+    event.switchyard_id = appended.id();
     let explanation = args.explain.then(|| Explanation::new(&router, &event));
     if args.json {
         let mut sent = serde_json::json!({ "id": appended.id(), "duplicate": duplicate, "triggers": triggers });
