@@ -164,3 +164,88 @@ async fn an_unreachable_postgres_names_the_cause_without_the_password() {
     );
     assert!(!error.contains("canary-pw-0c1d"), "{error}");
 }
+
+const NAMED: &str = r#"
+sources:
+  jobs: { http: { path: /jobs } }
+  tick: { cron: { schedule: "0 0 1 1 *" } }
+triggers:
+  work: { source: jobs, handler: log }
+  paused: { source: jobs, handler: log, enabled: false }
+  nightly: { source: tick, handler: log }
+"#;
+
+#[tokio::test]
+async fn unknown_names_and_inverted_windows_are_errors() {
+    let store = fresh_store(Backend::Sqlite).await;
+    let dir = Workdir::new();
+    let config = dir.config(&store, free_port(), NAMED);
+    ok(&config, &["migrate"]);
+    let sent: serde_json::Value =
+        serde_json::from_str(&ok(&config, &["send", "jobs", "--json"])).unwrap();
+    let id = sent["id"].as_str().unwrap().to_owned();
+
+    let cases: [(&[&str], &str); 10] = [
+        (
+            &["events", "--source", "job"],
+            "unknown source \"job\" (defined: jobs, tick)",
+        ),
+        (
+            &["events", "--trigger", "wrk"],
+            "unknown trigger \"wrk\" (defined: nightly, paused, work)",
+        ),
+        (
+            &["events", "--source", "tick", "--type", "http.request"],
+            "source \"tick\" makes no events of type \"http.request\" (its types: cron.tick)",
+        ),
+        (
+            &["dlq", "replay", "--trigger", "nope"],
+            "unknown trigger \"nope\"",
+        ),
+        (
+            &["dlq", "replay", "--trigger", "paused"],
+            "trigger \"paused\" is disabled",
+        ),
+        (
+            &["replay", &id, "--trigger", "nightly"],
+            "trigger \"nightly\" is of source \"tick\", not of \"jobs\"",
+        ),
+        (
+            &["replay", &id, "--trigger", "paused"],
+            "trigger \"paused\" is disabled",
+        ),
+        (
+            &["replay", &id, "--trigger", "nope"],
+            "unknown trigger \"nope\"",
+        ),
+        (
+            &[
+                "replay",
+                "--since",
+                "1h",
+                "--source",
+                "jobs",
+                "--trigger",
+                "nightly",
+            ],
+            "trigger \"nightly\" is of source \"tick\", not of \"jobs\"",
+        ),
+        (
+            &[
+                "replay",
+                "--since",
+                "2026-05-02T00:00:00Z",
+                "--until",
+                "2026-05-01T00:00:00Z",
+            ],
+            "--until (2026-05-01T00:00:00+00:00) is not after --since (2026-05-02T00:00:00+00:00)",
+        ),
+    ];
+    for (args, expected) in cases {
+        let error = fails(&config, args);
+        assert!(error.contains(expected), "{args:?}: {error}");
+    }
+    // An HTTP source takes CloudEvents of any type, so any type may be asked for.
+    assert!(ok(&config, &["events", "--type", "com.example.anything"]).contains("no events"));
+    assert!(ok(&config, &["replay", &id, "--trigger", "work"]).contains("new deliveries"));
+}

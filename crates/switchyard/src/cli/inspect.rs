@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
+use switchyard_core::config::Config;
 use switchyard_core::{HumanDuration, cloudevents};
 use switchyard_store::{DeadQuery, DeliveryStatus, EventQuery, Store};
 use uuid::Uuid;
 
+use super::names;
 use super::output::{self, clip, opt, time};
 use super::{CliError, CliResult, ConfigArg};
 use crate::explain::Explanation;
@@ -66,7 +68,16 @@ pub struct EventsArgs {
     json: bool,
 }
 
-pub async fn events(store: &dyn Store, args: EventsArgs) -> CliResult {
+pub async fn events(store: &dyn Store, config: &Config, args: EventsArgs) -> CliResult {
+    if let Some(source) = &args.source {
+        names::source(config, source)?;
+    }
+    if let Some(trigger) = &args.trigger {
+        names::trigger(config, trigger)?;
+    }
+    if let Some(ty) = &args.ty {
+        names::event_type(config, args.source.as_deref(), ty)?;
+    }
     let mut query = EventQuery {
         source: args.source,
         ty: args.ty,
@@ -294,7 +305,7 @@ enum DlqCommand {
     },
 }
 
-pub async fn dlq(store: &dyn Store, args: DlqArgs) -> CliResult {
+pub async fn dlq(store: &dyn Store, config: &Config, args: DlqArgs) -> CliResult {
     match args.command {
         DlqCommand::List {
             trigger,
@@ -373,6 +384,9 @@ pub async fn dlq(store: &dyn Store, args: DlqArgs) -> CliResult {
             since,
             json,
         } => {
+            if let Some(trigger) = &trigger {
+                names::replay_trigger(config, trigger, None)?;
+            }
             let ids = match id {
                 Some(id) => vec![id],
                 None => {
@@ -451,12 +465,20 @@ pub struct ReplayArgs {
     source: Option<String>,
 }
 
-pub async fn replay(store: &dyn Store, router: &Router, args: ReplayArgs) -> CliResult {
+pub async fn replay(
+    store: &dyn Store,
+    config: &Config,
+    router: &Router,
+    args: ReplayArgs,
+) -> CliResult {
     if let Some(id) = args.id {
         let detail = store
             .get_event(id)
             .await?
             .ok_or_else(|| CliError(format!("no event {id}")))?;
+        if let Some(trigger) = &args.trigger {
+            names::replay_trigger(config, trigger, Some(&detail.source_name))?;
+        }
         let created =
             replay::replay_event(store, router, &detail.event, args.trigger.as_deref()).await?;
         if created.is_empty() {
@@ -473,6 +495,13 @@ pub async fn replay(store: &dyn Store, router: &Router, args: ReplayArgs) -> Cli
         .map(|s| s.0)
         .expect("clap requires --since without an id");
     let until = args.until.map_or_else(Utc::now, |u| u.0);
+    names::window(since, until)?;
+    if let Some(source) = &args.source {
+        names::source(config, source)?;
+    }
+    if let Some(trigger) = &args.trigger {
+        names::replay_trigger(config, trigger, args.source.as_deref())?;
+    }
     let (events, deliveries) = replay::replay_window(
         store,
         router,

@@ -3,6 +3,7 @@
 //! with `--json`; errors are one line on stderr and a non-zero exit.
 
 mod inspect;
+mod names;
 mod output;
 mod schedules;
 
@@ -173,7 +174,7 @@ async fn execute(engine: Engine, command: Command) -> CliResult {
         Command::Migrate(args) => migrate(&engine, &args).await,
         Command::Events(args) => {
             let config = load(&engine, &args.config)?;
-            inspect::events(&*open_store(&config).await?, args).await
+            inspect::events(&*open_store(&config).await?, &config, args).await
         }
         Command::Event(args) => {
             let config = load(&engine, &args.config)?;
@@ -187,12 +188,12 @@ async fn execute(engine: Engine, command: Command) -> CliResult {
         }
         Command::Dlq(args) => {
             let config = load(&engine, &args.config)?;
-            inspect::dlq(&*open_store(&config).await?, args).await
+            inspect::dlq(&*open_store(&config).await?, &config, args).await
         }
         Command::Replay(args) => {
             let config = load(&engine, &args.config)?;
             let router = Router::new(&config);
-            inspect::replay(&*open_store(&config).await?, &router, args).await
+            inspect::replay(&*open_store(&config).await?, &config, &router, args).await
         }
         Command::Send(args) => send(&engine, args).await,
         Command::Schedules(args) => {
