@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attempt_output;
 mod cli;
 mod crash;
 mod cron;

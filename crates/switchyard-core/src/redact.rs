@@ -64,7 +64,56 @@ fn redact_parsed(mut url: Url) -> Option<String> {
     changed.then(|| url.to_string())
 }
 
-fn is_secret(name: &str) -> bool {
+/// The credentials a URL carries, as [`redact_url`] finds them: the password of its
+/// user info and the values of its credential query parameters, each as written and
+/// percent-decoded. Empty for text that does not parse as a URL.
+pub fn url_credentials(text: &str) -> Vec<String> {
+    let Ok(url) = Url::parse(text) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    if let Some(password) = url.password() {
+        found.push(password.to_owned());
+        if let Ok(decoded) = percent_decode(password) {
+            found.push(decoded);
+        }
+    }
+    for (name, value) in url.query_pairs() {
+        if is_secret(&name) && !value.is_empty() {
+            found.push(value.into_owned());
+        }
+    }
+    found
+}
+
+fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits make one byte: high * 16 + low is below 256.
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+}
+
+/// Whether a query parameter or header named `name` carries a credential, by the
+/// words in [`SECRET_WORDS`].
+pub fn is_secret(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     SECRET_WORDS.iter().any(|word| name.contains(word))
 }
@@ -136,6 +185,16 @@ mod tests {
             redact_url("postgres://u@h/db?sslpassword=Y"),
             "postgres://u@h/db?sslpassword=***"
         );
+    }
+
+    #[test]
+    fn url_credentials_lists_passwords_and_credential_parameters() {
+        assert_eq!(
+            url_credentials("https://u:p%40ss@h/hook?token=t0k&page=2"),
+            ["p%40ss", "p@ss", "t0k"]
+        );
+        assert!(url_credentials("http://127.0.0.1:4566").is_empty());
+        assert!(url_credentials("not a url").is_empty());
     }
 
     #[test]

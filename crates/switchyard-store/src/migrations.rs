@@ -97,6 +97,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(
             "cloudevent attributes",
             include_str!("../../../migrations/postgres/0011_cloudevent_attributes.sql"),
         ),
+        (
+            12,
+            "attempt output",
+            include_str!("../../../migrations/postgres/0012_attempt_output.sql"),
+        ),
     ],
     &[Reworded {
         version: 8,
@@ -152,6 +157,11 @@ pub(crate) const SQLITE: Embedded = Embedded(
             9,
             "cloudevent attributes",
             include_str!("../../../migrations/sqlite/0009_cloudevent_attributes.sql"),
+        ),
+        (
+            10,
+            "attempt output",
+            include_str!("../../../migrations/sqlite/0010_attempt_output.sql"),
         ),
     ],
     &[],

@@ -66,7 +66,7 @@ macro_rules! delivery_columns {
 /// The columns of `attempts` aliased `a`, as [`attempt`] reads them.
 macro_rules! attempt_columns {
     () => {
-        "a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.error"
+        "a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.error, a.output"
     };
 }
 
@@ -236,6 +236,7 @@ pub(crate) fn attempt<B: Backend>(row: &B::Row) -> Result<AttemptRecord> {
         duration_ms: B::int(row, "duration_ms")?,
         outcome: queue::outcome(&B::text(row, "outcome")?)?,
         error: B::optional_text(row, "error")?,
+        output: B::optional_text(row, "output")?,
     })
 }
 

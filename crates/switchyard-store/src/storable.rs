@@ -27,6 +27,9 @@ pub(crate) const MAX_INDEXED_KEY: usize = 1024;
 /// The most of an attempt's error text that is kept, in bytes.
 pub(crate) const MAX_ERROR: usize = 16 * 1024;
 
+/// The most of an attempt's output that is kept, in bytes.
+pub(crate) const MAX_OUTPUT: usize = 16 * 1024;
+
 /// The most of a rejected input's body that is kept, in bytes.
 pub(crate) const MAX_REJECTED_BODY: usize = 1024 * 1024;
 
@@ -82,23 +85,30 @@ pub(crate) fn deliveries(deliveries: &[NewDelivery]) -> Cow<'_, [NewDelivery]> {
     Cow::Owned(deliveries)
 }
 
-/// `results` with every error in its stored form; borrowed when none changes.
+/// `results` with every error and output in its stored form; borrowed when none
+/// changes.
 pub(crate) fn results(results: &[Finished]) -> Cow<'_, [Finished]> {
-    let fits = |result: &Finished| {
-        result
-            .error
-            .as_deref()
-            .is_none_or(|error| matches!(text(error, MAX_ERROR), Cow::Borrowed(_)))
+    let fits = |text: &Option<String>, limit| {
+        text.as_deref()
+            .is_none_or(|t| matches!(self::text(t, limit), Cow::Borrowed(_)))
     };
-    if results.iter().all(fits) {
+    if results
+        .iter()
+        .all(|r| fits(&r.error, MAX_ERROR) && fits(&r.output, MAX_OUTPUT))
+    {
         return Cow::Borrowed(results);
     }
     let mut results = results.to_vec();
     for result in &mut results {
-        if let Some(error) = &mut result.error
-            && let Cow::Owned(stored) = text(error, MAX_ERROR)
-        {
-            *error = stored;
+        for (field, limit) in [
+            (&mut result.error, MAX_ERROR),
+            (&mut result.output, MAX_OUTPUT),
+        ] {
+            if let Some(value) = field
+                && let Cow::Owned(stored) = text(value, limit)
+            {
+                *value = stored;
+            }
         }
     }
     Cow::Owned(results)

@@ -122,6 +122,9 @@ pub struct Finished {
     /// For `Retry`: when the next attempt may run; `None` means now.
     pub retry_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// What the handler said: an excerpt of its output (see `AttemptRecord::output`),
+    /// stored for every outcome. The store keeps at most 16 KiB of it.
+    pub output: Option<String>,
 }
 
 /// A delivery's lifecycle state, as the store reports it. `Running` is not stored: a
@@ -241,6 +244,10 @@ pub struct AttemptRecord {
     pub duration_ms: i64,
     pub outcome: AttemptOutcome,
     pub error: Option<String>,
+    /// What the handler said in this attempt, with configured secrets redacted: a
+    /// command's stdout and stderr tails, a webhook response's status and body, or
+    /// what a Rust handler set with `Context::set_output`. `None` when it said nothing.
+    pub output: Option<String>,
 }
 
 /// Filters for dead letters.

@@ -202,6 +202,7 @@ both_backends!(
     sources::positions_commit_with_their_events,
     sources::rejected_inputs_are_kept_once_newest_first,
     poison::unstorable_texts_are_recorded_safely,
+    poison::attempt_output_is_kept_for_every_outcome,
     poison::keys_too_long_for_an_index_still_dedupe_and_order,
     retention::old_finished_events_go_and_unfinished_ones_stay,
     retention::dead_letters_expire_by_their_own_period,

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use switchyard_core::config::{Config, ConfigErrors, HandlerSpec, SourceConfig};
+use switchyard_core::config::{BuiltinHandler, Config, ConfigErrors, HandlerSpec, SourceConfig};
 use switchyard_store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::{Dispatcher, Slots, TriggerRuntime};
+use crate::dispatch::{Dispatcher, Redactor, Slots, TriggerRuntime};
 use crate::handler::{Handler, Registry, Resources};
 use crate::handlers;
 use crate::ingest::Ingest;
@@ -225,6 +225,7 @@ impl EngineRuntime {
         let metrics = Arc::new(Metrics::new());
         let wake = Arc::new(Notify::new());
         let router = Arc::new(Router::new(config));
+        let secrets = config.secret_values();
         let mut triggers = Vec::new();
         for (name, trigger) in config.triggers.iter().filter(|(_, t)| t.enabled) {
             let handler: Arc<dyn Handler> = match &trigger.handler {
@@ -249,6 +250,7 @@ impl EngineRuntime {
                 slots: Slots::new(trigger.concurrency, config.dispatcher.prefetch),
                 ordered: trigger.ordering.is_some(),
                 metrics: metrics.trigger(name),
+                redactor: Redactor::new(trigger_secrets(&secrets, &trigger.handler)),
             });
         }
         let mut s3_sources = Vec::new();
@@ -315,4 +317,21 @@ impl EngineRuntime {
             wake: self.wake.clone(),
         }
     }
+}
+
+/// The secrets a trigger's output is cleared of: the configuration's, and for a
+/// `command` the values of the variables it passes through whose names mark a
+/// credential (`API_TOKEN`, `DB_PASSWORD`, ...), as the program gets them.
+fn trigger_secrets(config_secrets: &[String], handler: &HandlerSpec) -> Vec<String> {
+    let mut secrets = config_secrets.to_vec();
+    if let HandlerSpec::Builtin(BuiltinHandler::Command(command)) = handler {
+        secrets.extend(
+            command
+                .env
+                .iter()
+                .filter(|name| switchyard_core::redact::is_secret(name))
+                .filter_map(|name| std::env::var(name).ok()),
+        );
+    }
+    secrets
 }

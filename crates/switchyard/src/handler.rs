@@ -159,6 +159,32 @@ pub struct Context {
     pub(crate) cancellation: CancellationToken,
     pub(crate) span: tracing::Span,
     pub(crate) resources: Arc<Resources>,
+    pub(crate) output: Output,
+}
+
+/// The most of an attempt's output [`Context::set_output`] keeps, in bytes.
+pub const OUTPUT_LIMIT: usize = 4096;
+
+/// Where a handler leaves what it said in an attempt; shared by the clones of one
+/// attempt's [`Context`] and read by the dispatcher when the attempt ends.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Output(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Output {
+    fn set(&self, text: String) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
+    }
+
+    /// What the handler set, if anything; leaves nothing behind.
+    pub(crate) fn take(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl Context {
@@ -202,6 +228,24 @@ impl Context {
     /// The tracing span of this attempt; the handler already runs inside it.
     pub fn span(&self) -> &tracing::Span {
         &self.span
+    }
+
+    /// Records what the handler said in this attempt, for `switchyard event ID` and
+    /// the event log's `attempts.output`: a response status, a summary, the tail of a
+    /// log. It is kept whatever the attempt's outcome. A later call replaces an earlier
+    /// one. Text past [`OUTPUT_LIMIT`] bytes is cut, and configured secrets are
+    /// redacted before it is stored.
+    pub fn set_output(&self, output: impl Into<String>) {
+        let mut output = output.into();
+        if output.len() > OUTPUT_LIMIT {
+            let mut end = OUTPUT_LIMIT - '…'.len_utf8();
+            while !output.is_char_boundary(end) {
+                end -= 1;
+            }
+            output.truncate(end);
+            output.push('…');
+        }
+        self.output.set(output);
     }
 
     /// A shared resource the engine was given with `Engine::resource`, by type.

@@ -44,7 +44,7 @@ pub mod testkit;
 pub use aws_sdk_s3;
 pub use engine::{Engine, EngineError, RunningEngine};
 pub use handler::{
-    Context, ErrorKind, FnHandler, Handler, HandlerError, HandlerFuture, handler_fn,
+    Context, ErrorKind, FnHandler, Handler, HandlerError, HandlerFuture, OUTPUT_LIMIT, handler_fn,
     idempotency_key,
 };
 pub use switchyard_core::{Event, config};

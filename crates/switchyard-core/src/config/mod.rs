@@ -14,6 +14,7 @@ mod interpolate;
 mod retention;
 mod s3;
 mod secret;
+mod secrets;
 mod source;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -251,6 +251,7 @@ impl Store for PostgresStore {
         let mut started_ats = Vec::with_capacity(results.len());
         let mut durations = Vec::with_capacity(results.len());
         let mut outcomes = Vec::with_capacity(results.len());
+        let mut outputs = Vec::with_capacity(results.len());
         for result in results {
             ids.push(result.lease.delivery_id);
             tokens.push(result.lease.token);
@@ -260,6 +261,7 @@ impl Store for PostgresStore {
             started_ats.push(result.started_at);
             durations.push(result.duration_ms);
             outcomes.push(result.outcome.as_str());
+            outputs.push(result.output.as_deref());
         }
 
         // One statement, so no transaction block: as with `append`, `fetch_all` returns
@@ -273,6 +275,7 @@ impl Store for PostgresStore {
             .bind(started_ats)
             .bind(durations)
             .bind(outcomes)
+            .bind(outputs)
             .fetch_all(&self.results)
             .await?;
         let accepted = queue::positions_accepted(results.len(), positions.into_iter().flatten());

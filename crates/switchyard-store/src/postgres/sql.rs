@@ -174,18 +174,19 @@ pub(super) const FINISH: &str = "
             last_error = r.error, lease_token = NULL, lease_expires_at = NULL, updated_at = now(),
             final_started_at = CASE WHEN r.status <> 'pending' THEN r.started_at END,
             final_duration_ms = CASE WHEN r.status <> 'pending' THEN r.duration_ms END,
-            final_outcome = CASE WHEN r.status <> 'pending' THEN r.outcome END
+            final_outcome = CASE WHEN r.status <> 'pending' THEN r.outcome END,
+            final_output = CASE WHEN r.status <> 'pending' THEN r.output END
         FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
-                    $6::timestamptz[], $7::bigint[], $8::text[])
+                    $6::timestamptz[], $7::bigint[], $8::text[], $9::text[])
              WITH ORDINALITY AS r(id, token, status, run_at, error, started_at, duration_ms,
-                                  outcome, position)
+                                  outcome, output, position)
         WHERE d.id = r.id AND d.lease_token = r.token
-        RETURNING r.position, r.started_at, r.duration_ms, r.outcome, r.error, d.id, d.attempts,
-                  d.status, d.ordering_key
+        RETURNING r.position, r.started_at, r.duration_ms, r.outcome, r.error, r.output, d.id,
+                  d.attempts, d.status, d.ordering_key
     ), recorded AS (
         INSERT INTO switchyard.earlier_attempts (delivery_id, attempt, started_at, duration_ms,
-                                                 outcome, error)
-        SELECT id, attempts, started_at, duration_ms, outcome, error FROM u
+                                                 outcome, error, output)
+        SELECT id, attempts, started_at, duration_ms, outcome, error, output FROM u
         WHERE u.status = 'pending'
         ON CONFLICT DO NOTHING
     )

@@ -332,6 +332,7 @@ impl Store for SqliteStore {
                     "started_at": timestamp(result.started_at),
                     "duration_ms": result.duration_ms,
                     "outcome": result.outcome.as_str(),
+                    "output": result.output,
                 })
             })
             .collect();

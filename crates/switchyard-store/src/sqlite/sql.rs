@@ -94,7 +94,7 @@ pub(super) const HEARTBEAT: &str = "
     UPDATE deliveries SET lease_expires_at = ?1 WHERE id = ?2 AND lease_token = ?3";
 
 /// `?1` the results as a JSON array of objects (`id`, `token`, `status`, `run_at`,
-/// `started_at`, `duration_ms`, `outcome`, `error`). Returns the positions in the array
+/// `started_at`, `duration_ms`, `outcome`, `error`, `output`). Returns the positions in the array
 /// of the results whose lease is still held. Runs first in the write transaction that
 /// [`RECORD_ATTEMPTS`] and [`FINISH`] complete, so the answer holds for both.
 pub(super) const HELD_LEASES: &str = "
@@ -107,9 +107,10 @@ pub(super) const HELD_LEASES: &str = "
 /// written on the delivery's row by [`FINISH`]. Runs before [`FINISH`], in the same
 /// transaction.
 pub(super) const RECORD_ATTEMPTS: &str = "
-    INSERT INTO earlier_attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
+    INSERT INTO earlier_attempts (delivery_id, attempt, started_at, duration_ms, outcome, error,
+                                  output)
     SELECT d.id, d.attempts, r.value ->> 'started_at', r.value ->> 'duration_ms',
-           r.value ->> 'outcome', r.value ->> 'error'
+           r.value ->> 'outcome', r.value ->> 'error', r.value ->> 'output'
     FROM json_each(?1) r JOIN deliveries d ON d.id = r.value ->> 'id'
     WHERE d.lease_token = r.value ->> 'token' AND r.value ->> 'status' = 'pending'
     ON CONFLICT DO NOTHING";
@@ -124,7 +125,8 @@ pub(super) const FINISH: &str = "
         updated_at = ?2,
         final_started_at = iif(r.value ->> 'status' <> 'pending', r.value ->> 'started_at', NULL),
         final_duration_ms = iif(r.value ->> 'status' <> 'pending', r.value ->> 'duration_ms', NULL),
-        final_outcome = iif(r.value ->> 'status' <> 'pending', r.value ->> 'outcome', NULL)
+        final_outcome = iif(r.value ->> 'status' <> 'pending', r.value ->> 'outcome', NULL),
+        final_output = iif(r.value ->> 'status' <> 'pending', r.value ->> 'output', NULL)
     FROM json_each(?1) r
     WHERE deliveries.id = r.value ->> 'id' AND deliveries.lease_token = r.value ->> 'token'";
 

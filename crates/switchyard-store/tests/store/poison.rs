@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use switchyard_store::{AttemptOutcome, Store};
+use switchyard_store::{AttemptOutcome, Finished, Store};
 
 use crate::support::*;
 
@@ -51,6 +51,56 @@ pub async fn unstorable_texts_are_recorded_safely(store: Arc<dyn Store>) {
             .await
             .unwrap(),
         "the digested id still dedupes"
+    );
+}
+
+/// Every attempt keeps its output: a retried one in its own row, a final one on its
+/// delivery's row, a success too; NUL becomes U+FFFD and the store keeps 16 KiB.
+pub async fn attempt_output_is_kept_for_every_outcome(store: Arc<dyn Store>) {
+    let e = event("s", "x");
+    store.append(&[to(&e, &["t", "u"])]).await.unwrap();
+    let claimed = claim(&store, &["t", "u"], 10).await;
+    let with_output = |claimed, outcome, output: &str| Finished {
+        output: Some(output.to_owned()),
+        ..finished(claimed, outcome, None, None)
+    };
+    let huge = format!("o\0ut{}", "y".repeat(40_000));
+    let results = [
+        with_output(&claimed[0], AttemptOutcome::Retry, "stdout:\nfirst try"),
+        with_output(&claimed[1], AttemptOutcome::Succeeded, &huge),
+    ];
+    assert_eq!(store.finish(&results).await.unwrap(), [true, true]);
+    let again = claim_one(&store, "t").await;
+    let last = with_output(&again, AttemptOutcome::Dead, "status: 500\nnope");
+    assert_eq!(store.finish(&[last]).await.unwrap(), [true]);
+
+    let detail = store.get_event(e.switchyard_id).await.unwrap().unwrap();
+    let by_trigger = |t: &str| detail.deliveries.iter().find(|d| d.trigger == t).unwrap();
+    let outputs: Vec<Option<&str>> = by_trigger("t")
+        .attempt_log
+        .iter()
+        .map(|a| a.output.as_deref())
+        .collect();
+    assert_eq!(
+        outputs,
+        [Some("stdout:\nfirst try"), Some("status: 500\nnope")]
+    );
+    let kept = by_trigger("u").attempt_log[0].output.as_deref().unwrap();
+    assert!(kept.starts_with("o\u{FFFD}utyyy"), "{}", &kept[..20]);
+    assert!(
+        kept.ends_with("more bytes not kept)"),
+        "{}",
+        &kept[kept.len() - 40..]
+    );
+    assert!(kept.len() < 17 * 1024, "{} bytes", kept.len());
+    let shown = store
+        .get_delivery(by_trigger("t").id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        shown.attempt_log[1].output.as_deref(),
+        Some("status: 500\nnope")
     );
 }
 

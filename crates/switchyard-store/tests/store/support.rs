@@ -66,6 +66,7 @@ pub fn finished(
         outcome,
         retry_at,
         error: error.map(str::to_owned),
+        output: None,
     }
 }
 

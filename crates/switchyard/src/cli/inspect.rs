@@ -226,6 +226,19 @@ pub async fn event(store: &dyn Store, router: &Router, args: EventArgs) -> CliRe
             d.attempts
         );
     }
+    for d in &detail.deliveries {
+        for a in &d.attempt_log {
+            if let Some(output) = &a.output {
+                println!(
+                    "\noutput of delivery {} to {}, attempt {}:",
+                    d.id, d.trigger, a.attempt
+                );
+                for line in output.lines() {
+                    println!("    {line}");
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -141,7 +141,7 @@ mod tests {
     use switchyard_store::{NewDelivery, NewEvent, SqliteStore, Store};
     use tokio::sync::Notify;
 
-    use crate::dispatch::{Dispatcher, Slots, TriggerRuntime};
+    use crate::dispatch::{Dispatcher, Redactor, Slots, TriggerRuntime};
     use crate::handler::{Resources, handler_fn};
     use crate::metrics::Metrics;
 
@@ -171,6 +171,7 @@ mod tests {
             slots: Slots::new(1, 1),
             ordered: false,
             metrics: Metrics::new().trigger("t"),
+            redactor: Redactor::default(),
         };
         let dispatcher = Dispatcher::new(
             Arc::new(store),
@@ -214,6 +215,7 @@ mod tests {
             slots: Slots::new(1, 0),
             ordered: false,
             metrics: Metrics::new().trigger("t"),
+            redactor: Redactor::default(),
         };
         let dispatcher = Dispatcher::new(
             store.clone(),

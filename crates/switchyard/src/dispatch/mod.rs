@@ -19,6 +19,7 @@ mod attempt;
 mod completer;
 mod handoff;
 mod leases;
+mod redact;
 mod slots;
 
 use std::collections::HashMap;
@@ -43,11 +44,12 @@ pub use attempt::Verdict;
 use completer::Completer;
 use handoff::Handoff;
 use leases::InFlight;
+pub use redact::Redactor;
 pub use slots::Slots;
 use slots::{Held, Hold, Running};
 
 use crate::HandlerError;
-use crate::handler::{Context, Handler, Resources};
+use crate::handler::{Context, Handler, Output, Resources};
 use crate::metrics::{ClaimedVia, TriggerMetrics};
 
 /// Most deliveries one claim takes.
@@ -100,6 +102,8 @@ pub struct TriggerRuntime {
     pub ordered: bool,
     /// Its series; see [`Metrics::trigger`](crate::metrics::Metrics::trigger).
     pub metrics: TriggerMetrics,
+    /// Clears the configuration's secrets out of its handler's output.
+    pub redactor: Redactor,
 }
 
 /// One trigger's deliveries in this process; see [`Dispatcher::occupancy`].
@@ -536,7 +540,9 @@ impl Dispatcher {
             cancellation: stop.cancel.clone(),
             span: span.clone(),
             resources: self.resources.clone(),
+            output: Output::default(),
         };
+        let output = ctx.output.clone();
         let result = if claimed.attempt > trigger.retry.max_attempts {
             // Attempts beyond the policy can only come from abandoned ones: a handler that
             // kills its worker (abort, OOM) would otherwise crash-loop every process.
@@ -557,7 +563,7 @@ impl Dispatcher {
                 .await
         };
         let elapsed = started.elapsed();
-        let verdict = attempt::decide(
+        let mut verdict = attempt::decide(
             &result,
             claimed.attempt,
             &trigger.retry,
@@ -565,6 +571,9 @@ impl Dispatcher {
             Utc::now(),
             &mut rand::rng(),
         );
+        // A command's stderr or a receiver's answer may quote a secret; the error is
+        // logged and stored, so it is cleared of them first, as the output is.
+        verdict.error = verdict.error.map(|error| trigger.redactor.redact(error));
         span.in_scope(|| match (&verdict.outcome, &verdict.error) {
             (AttemptOutcome::Succeeded, _) => tracing::debug!(?elapsed, "delivered"),
             (AttemptOutcome::Retry, Some(error)) => {
@@ -583,6 +592,7 @@ impl Dispatcher {
             outcome: verdict.outcome,
             retry_at: verdict.retry_at,
             error: verdict.error,
+            output: output.take().map(|text| trigger.redactor.redact(text)),
         }
     }
 

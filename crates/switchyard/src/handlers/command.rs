@@ -18,6 +18,9 @@ use crate::{Context, Event, Handler, HandlerError, HandlerFuture};
 const STDERR_TAIL_BYTES: usize = 2048;
 /// How much of stdout is kept for the debug log.
 const STDOUT_TAIL_BYTES: usize = 4096;
+/// How much of each stream the attempt's output keeps: the ends of stdout and of
+/// stderr, labelled, fit [`OUTPUT_LIMIT`](crate::OUTPUT_LIMIT) together.
+const OUTPUT_TAIL_BYTES: usize = 2000;
 /// After the program exits (and its process group is killed), how long to wait for its
 /// output pipes to close. A process that left the group (with `setsid`) may hold them
 /// open for ever.
@@ -110,6 +113,9 @@ impl CommandHandler {
             () = ctx.cancellation().cancelled() => None,
             result = exchange(&mut child, &group, &input, &mut stdout, &mut stderr) => Some(result),
         };
+        if let Some(output) = output_of(&stdout, &stderr) {
+            ctx.set_output(output);
+        }
         let Some(result) = finished else {
             group.kill();
             if let Err(error) = child.wait().await {
@@ -288,6 +294,24 @@ fn signal(_status: ExitStatus) -> Option<i32> {
     None
 }
 
+/// The attempt's output: the end of each stream that said something, under a
+/// `stdout:` or `stderr:` label.
+fn output_of(stdout: &Tail, stderr: &Tail) -> Option<String> {
+    let mut output = String::new();
+    for (label, tail) in [("stdout", stdout), ("stderr", stderr)] {
+        if tail.is_empty() {
+            continue;
+        }
+        if !output.is_empty() && !output.ends_with('\n') {
+            output.push('\n');
+        }
+        output.push_str(label);
+        output.push_str(":\n");
+        output.push_str(&tail.end(OUTPUT_TAIL_BYTES));
+    }
+    (!output.is_empty()).then_some(output)
+}
+
 /// The last `cap` bytes of an output stream.
 struct Tail {
     bytes: Vec<u8>,
@@ -332,6 +356,19 @@ impl Tail {
 
     fn is_empty(&self) -> bool {
         self.bytes.is_empty()
+    }
+
+    /// The last `limit` bytes (at most `cap`) as they were written, lines and all,
+    /// after `…` when anything before them was dropped.
+    fn end(&self, limit: usize) -> String {
+        let start = self.bytes.len().saturating_sub(limit.min(self.cap));
+        let text = String::from_utf8_lossy(&self.bytes[start..]);
+        if start > 0 || self.dropped {
+            // A character cut in half at the start decodes as U+FFFD.
+            format!("…{}", text.trim_start_matches('\u{FFFD}'))
+        } else {
+            text.into_owned()
+        }
     }
 
     /// The kept output as one line of at most `cap` bytes (plus `…` when the start was
@@ -487,6 +524,38 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.read(), serde_json::to_vec(&event).unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_output_keeps_the_end_of_stdout_and_stderr() {
+        let ctx = test_context("t");
+        sh("echo hello; echo oops >&2", &[])
+            .handle(ctx.clone(), event())
+            .await
+            .unwrap();
+        assert_eq!(
+            ctx.output.take().as_deref(),
+            Some("stdout:\nhello\nstderr:\noops\n")
+        );
+
+        let ctx = test_context("t");
+        let err = sh("head -c 9000 /dev/zero | tr '\\0' x; echo END; exit 3", &[])
+            .handle(ctx.clone(), event())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("status 3"), "{err}");
+        let output = ctx.output.take().unwrap();
+        assert!(output.starts_with("stdout:\n…xxx"), "{}", &output[..20]);
+        assert!(output.ends_with("xEND\n"), "{output}");
+        assert!(
+            output.len() <= crate::OUTPUT_LIMIT,
+            "{} bytes",
+            output.len()
+        );
+
+        let ctx = test_context("t");
+        sh("true", &[]).handle(ctx.clone(), event()).await.unwrap();
+        assert_eq!(ctx.output.take(), None, "a silent command says nothing");
     }
 
     #[tokio::test]

@@ -87,6 +87,7 @@ pub(crate) fn test_context(trigger: &str) -> crate::Context {
         cancellation: tokio_util::sync::CancellationToken::new(),
         span: tracing::Span::none(),
         resources: Arc::new(crate::handler::Resources::default()),
+        output: crate::handler::Output::default(),
     }
 }
 

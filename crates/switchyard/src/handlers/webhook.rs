@@ -39,6 +39,9 @@ const RESERVED_HEADERS: [&str; 7] = [
 
 /// How much of an error response's body goes into the error message.
 const BODY_EXCERPT_BYTES: usize = 200;
+/// How much of a response body the attempt's output keeps: with the status line, it
+/// fits [`OUTPUT_LIMIT`](crate::OUTPUT_LIMIT).
+const BODY_OUTPUT_BYTES: usize = 4000;
 
 /// POSTs each event to a URL as a structured CloudEvent
 /// (`content-type: application/cloudevents+json`).
@@ -149,19 +152,21 @@ impl WebhookHandler {
             .map_err(|e| self.request_error(e))?;
 
         let status = response.status();
-        if status.is_success() {
-            tracing::debug!(url = %self.display_url, status = status.as_u16(), "webhook delivered");
-            return Ok(());
-        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| parse_retry_after(value, Utc::now()));
+        let body = read_head(response).await;
+        ctx.set_output(body.output(status));
+        if status.is_success() {
+            tracing::debug!(url = %self.display_url, status = status.as_u16(), "webhook delivered");
+            return Ok(());
+        }
         let error = WebhookError::Status {
             url: self.display_url.clone(),
             status,
-            body: read_excerpt(response).await,
+            body: body.excerpt(),
         };
         Err(if is_retryable(status) {
             match retry_after {
@@ -238,11 +243,17 @@ fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
-/// The first [`BODY_EXCERPT_BYTES`] of a response body, on one line, for an error
-/// message. Reads no more than it needs.
-async fn read_excerpt(mut response: reqwest::Response) -> String {
+/// The start of a response body: its first [`BODY_OUTPUT_BYTES`].
+struct BodyHead {
+    bytes: Vec<u8>,
+    /// Whether the body went on past them.
+    cut: bool,
+}
+
+/// Reads the first [`BODY_OUTPUT_BYTES`] of a response body, and no more.
+async fn read_head(mut response: reqwest::Response) -> BodyHead {
     let mut bytes = Vec::new();
-    while bytes.len() <= BODY_EXCERPT_BYTES {
+    while bytes.len() <= BODY_OUTPUT_BYTES {
         match response.chunk().await {
             Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
             Ok(None) => break,
@@ -251,18 +262,52 @@ async fn read_excerpt(mut response: reqwest::Response) -> String {
             Err(_) => break,
         }
     }
-    let truncated = bytes.len() > BODY_EXCERPT_BYTES;
-    bytes.truncate(BODY_EXCERPT_BYTES);
-    let mut text: String = String::from_utf8_lossy(&bytes)
-        .trim_end_matches('\u{FFFD}')
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    text = text.trim().to_owned();
-    if truncated {
-        text.push('…');
+    let cut = bytes.len() > BODY_OUTPUT_BYTES;
+    bytes.truncate(BODY_OUTPUT_BYTES);
+    BodyHead { bytes, cut }
+}
+
+impl BodyHead {
+    /// The head as text; a character cut in half at the end is dropped.
+    fn text(&self, limit: usize) -> (String, bool) {
+        let cut = self.cut || self.bytes.len() > limit;
+        let end = self.bytes.len().min(limit);
+        let text = String::from_utf8_lossy(&self.bytes[..end]);
+        let text = if cut {
+            text.trim_end_matches('\u{FFFD}')
+        } else {
+            &text
+        };
+        (text.to_owned(), cut)
     }
-    text
+
+    /// The first [`BODY_EXCERPT_BYTES`] on one line, for an error message.
+    fn excerpt(&self) -> String {
+        let (text, cut) = self.text(BODY_EXCERPT_BYTES);
+        let mut text: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        text = text.trim().to_owned();
+        if cut {
+            text.push('…');
+        }
+        text
+    }
+
+    /// The attempt's output: `status: NNN`, then the body as it came.
+    fn output(&self, status: StatusCode) -> String {
+        let (text, cut) = self.text(BODY_OUTPUT_BYTES);
+        let mut output = format!("status: {}", status.as_u16());
+        if !text.is_empty() {
+            output.push('\n');
+            output.push_str(&text);
+            if cut {
+                output.push('…');
+            }
+        }
+        output
+    }
 }
 
 /// Computes Standard Webhooks signatures.
