@@ -7,11 +7,11 @@
 //! Claims use `FOR UPDATE SKIP LOCKED`, and `NOTIFY switchyard_work` wakes idle
 //! dispatchers in other processes when runnable work appears.
 
+mod append;
 mod retention;
 mod sql;
 mod values;
 
-use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use switchyard_core::config::{RetentionConfig, redact_url};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use self::values::EventColumns;
+use self::append::append_in;
 use crate::migrations;
 use crate::queue::{self, LEASE_EXPIRED};
 use crate::read;
@@ -623,127 +623,4 @@ fn lease_arrays(leases: &[Lease]) -> (Vec<i64>, Vec<Uuid>) {
         .iter()
         .map(|lease| (lease.delivery_id, lease.token))
         .unzip()
-}
-
-/// Appends a batch with one [`sql::APPEND`], then looks up the originals of events
-/// that were duplicates by dedupe key. On a connection outside a transaction, the
-/// append commits on its own. With a `lease`, deliveries marked `claim` (and without an
-/// ordering key) are created claimed and returned.
-async fn append_in(
-    conn: &mut PgConnection,
-    batch: &[NewEvent],
-    lease: Option<Duration>,
-) -> Result<(Vec<Appended>, Vec<Claimed>)> {
-    let lease_ms = lease.map(queue::lease_millis).transpose()?;
-    let token = Uuid::new_v4();
-    // Within the batch, a repeated id or dedupe key refers to its first occurrence;
-    // only first occurrences go to the database.
-    let mut repeats: Vec<Option<usize>> = vec![None; batch.len()];
-    let mut seen_ids: HashMap<Uuid, usize> = HashMap::new();
-    let mut seen_keys: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut columns = EventColumns::default();
-    let (mut event_ids, mut triggers, mut ordering_keys) = (Vec::new(), Vec::new(), Vec::new());
-    let mut claims = Vec::new();
-    for (i, item) in batch.iter().enumerate() {
-        let event = &item.event;
-        let key = event
-            .dedupe_key
-            .as_deref()
-            .map(|key| (event.source_name.as_str(), key));
-        let first = seen_ids
-            .get(&event.switchyard_id)
-            .or_else(|| key.and_then(|key| seen_keys.get(&key)))
-            .copied();
-        match first {
-            Some(first) => repeats[i] = Some(first),
-            None => {
-                seen_ids.insert(event.switchyard_id, i);
-                if let Some(key) = key {
-                    seen_keys.insert(key, i);
-                }
-                columns.push(event);
-                for delivery in &item.deliveries {
-                    event_ids.push(event.switchyard_id);
-                    triggers.push(delivery.trigger.as_str());
-                    ordering_keys.push(delivery.ordering_key.as_deref());
-                    claims
-                        .push(lease.is_some() && delivery.claim && delivery.ordering_key.is_none());
-                }
-            }
-        }
-    }
-
-    let rows = columns
-        .bind(sqlx::query(sql::APPEND))
-        .bind(&event_ids)
-        .bind(&triggers)
-        .bind(&ordering_keys)
-        .bind(&claims)
-        .bind(lease_ms.map(|_| token))
-        .bind(lease_ms.unwrap_or(0))
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut inserted: HashSet<Uuid> = HashSet::new();
-    let mut claimed = Vec::new();
-    for row in &rows {
-        let Some(event_id) = row.try_get::<Option<Uuid>, _>("event_id")? else {
-            continue;
-        };
-        let Some(delivery_id) = row.try_get::<Option<i64>, _>("delivery_id")? else {
-            inserted.insert(event_id);
-            continue;
-        };
-        claimed.push(Claimed {
-            lease: Lease { delivery_id, token },
-            trigger: row.try_get("trigger")?,
-            attempt: 1,
-            created_at: row.try_get("created_at")?,
-            claimed_at: row.try_get("claimed_at")?,
-            event: batch[seen_ids[&event_id]].event.clone(),
-        });
-    }
-
-    let (names, keys): (Vec<&str>, Vec<&str>) = batch
-        .iter()
-        .zip(&repeats)
-        .filter(|(item, repeat)| repeat.is_none() && !inserted.contains(&item.event.switchyard_id))
-        .filter_map(|(item, _)| {
-            Some((
-                item.event.source_name.as_str(),
-                item.event.dedupe_key.as_deref()?,
-            ))
-        })
-        .unzip();
-    let mut originals: HashMap<(String, String), Uuid> = HashMap::new();
-    if !names.is_empty() {
-        let rows = sqlx::query(sql::FIND_ORIGINALS)
-            .bind(&names)
-            .bind(&keys)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in rows {
-            originals.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
-        }
-    }
-
-    let mut results: Vec<Appended> = Vec::with_capacity(batch.len());
-    for (item, repeat) in batch.iter().zip(&repeats) {
-        let event = &item.event;
-        let result = match *repeat {
-            Some(first) => Appended::Duplicate(results[first].id()),
-            None if inserted.contains(&event.switchyard_id) => {
-                Appended::Created(event.switchyard_id)
-            }
-            // Not inserted: its dedupe key exists, or else its id does.
-            None => {
-                let original = event
-                    .dedupe_key
-                    .as_ref()
-                    .and_then(|key| originals.get(&(event.source_name.clone(), key.clone())));
-                Appended::Duplicate(original.copied().unwrap_or(event.switchyard_id))
-            }
-        };
-        results.push(result);
-    }
-    Ok((results, claimed))
 }
