@@ -249,3 +249,50 @@ async fn unknown_names_and_inverted_windows_are_errors() {
     assert!(ok(&config, &["events", "--type", "com.example.anything"]).contains("no events"));
     assert!(ok(&config, &["replay", &id, "--trigger", "work"]).contains("new deliveries"));
 }
+
+#[tokio::test]
+async fn validate_lists_every_error_and_a_missing_variable_once() {
+    let dir = Workdir::new();
+    let rest = "sources: { jobs: { http: { path: /jobs, body_limit: \"${SY_TEST_LIMIT}\" } } }
+triggers:
+  t:
+    source: jobs
+    handler: log
+    timeout: 1 sec
+    retry: { initial: 2 parsecs }
+";
+    let config = dir.config(
+        "${SY_TEST_UNSET_STORE:?set the store URL}",
+        free_port(),
+        rest,
+    );
+    let error = fails(&config, &["validate"]);
+    assert!(error.contains("has 4 problem(s):"), "{error}");
+    assert_eq!(
+        error.matches("SY_TEST_UNSET_STORE").count(),
+        1,
+        "the store's variable is reported once: {error}"
+    );
+    for expected in [
+        "store: environment variable SY_TEST_UNSET_STORE is not set: set the store URL",
+        "sources.jobs.http.body_limit: environment variable SY_TEST_LIMIT is not set",
+        "triggers.t.retry.initial: \"2 parsecs\" is not a duration",
+        "triggers.t.timeout: \"1 sec\" is not a duration",
+    ] {
+        assert!(error.contains(expected), "{expected}: {error}");
+    }
+
+    let error = fails(&config, &["validate", "--no-environment"]);
+    assert!(error.contains("has 2 problem(s):"), "{error}");
+    assert!(!error.contains("placeholder"), "{error}");
+
+    let placeholders = dir.config_named(
+        "placeholders.yaml",
+        "${SY_TEST_UNSET_STORE}",
+        free_port(),
+        "sources: { jobs: { http: { path: /jobs, body_limit: \"${SY_TEST_LIMIT}\" } } }
+triggers: { t: { source: jobs, handler: log, timeout: \"${SY_TEST_TIMEOUT}\" } }
+",
+    );
+    assert!(ok(&placeholders, &["validate", "--no-environment"]).contains("is valid"));
+}

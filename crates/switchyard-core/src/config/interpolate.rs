@@ -3,6 +3,8 @@
 //! Interpolation runs over the parsed YAML tree, string scalars only, so a value can
 //! never change the structure of the file around it. Interpolated values stay strings.
 
+use std::collections::BTreeSet;
+
 use serde_norway::Value;
 
 use super::ConfigError;
@@ -49,21 +51,35 @@ impl<F: Fn(&str) -> Option<String>> Environment for F {
 }
 
 /// Replaces variables in every string of `value`, collecting one error per problem.
+///
+/// Adds to `unchecked` the path of every value whose final text is not known: one whose
+/// variable is missing (its error is reported here), or holds a placeholder. What the
+/// later checks would say about such a value is about the stand-in, not the value.
 pub fn interpolate_tree(
     value: &mut Value,
     path: &str,
     env: &dyn Environment,
     errors: &mut Vec<ConfigError>,
+    unchecked: &mut BTreeSet<String>,
 ) {
     match value {
-        Value::String(text) => match interpolate(text, env) {
-            Ok(Some(replaced)) => *text = replaced,
-            Ok(None) => {}
-            Err(message) => errors.push(ConfigError::new(path, message)),
-        },
+        Value::String(text) => {
+            let mut placeholder = false;
+            match interpolate_noting(text, env, &mut placeholder) {
+                Ok(Some(replaced)) => *text = replaced,
+                Ok(None) => {}
+                Err(message) => {
+                    errors.push(ConfigError::new(path, message));
+                    placeholder = true;
+                }
+            }
+            if placeholder {
+                unchecked.insert(path.to_owned());
+            }
+        }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate_tree(item, &format!("{path}[{i}]"), env, errors);
+                interpolate_tree(item, &format!("{path}[{i}]"), env, errors, unchecked);
             }
         }
         Value::Mapping(map) => {
@@ -71,16 +87,28 @@ pub fn interpolate_tree(
                 let key = key
                     .as_str()
                     .map_or_else(|| format!("{key:?}"), str::to_owned);
-                interpolate_tree(item, &super::join(path, &key), env, errors);
+                interpolate_tree(item, &super::join(path, &key), env, errors, unchecked);
             }
         }
-        Value::Tagged(tagged) => interpolate_tree(&mut tagged.value, path, env, errors),
+        Value::Tagged(tagged) => {
+            interpolate_tree(&mut tagged.value, path, env, errors, unchecked);
+        }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
 
 /// Interpolates one string. `Ok(None)` means it held no variables. `$$` is a literal `$`.
 pub fn interpolate(text: &str, env: &dyn Environment) -> Result<Option<String>, String> {
+    interpolate_noting(text, env, &mut false)
+}
+
+/// [`interpolate`], setting `placeholder` when a variable got the environment's
+/// placeholder.
+fn interpolate_noting(
+    text: &str,
+    env: &dyn Environment,
+    placeholder: &mut bool,
+) -> Result<Option<String>, String> {
     if !text.contains('$') {
         return Ok(None);
     }
@@ -102,14 +130,14 @@ pub fn interpolate(text: &str, env: &dyn Environment) -> Result<Option<String>, 
         let end = body
             .find('}')
             .ok_or_else(|| format!("unclosed \"${{\" in {text:?}"))?;
-        out.push_str(&expand(&body[..end], env)?);
+        out.push_str(&expand(&body[..end], env, placeholder)?);
         rest = &body[end + 1..];
     }
     out.push_str(rest);
     Ok(Some(out))
 }
 
-fn expand(expr: &str, env: &dyn Environment) -> Result<String, String> {
+fn expand(expr: &str, env: &dyn Environment, placeholder: &mut bool) -> Result<String, String> {
     let (name, op) = match expr.find(":-").into_iter().chain(expr.find(":?")).min() {
         Some(i) => (&expr[..i], Some((&expr[i..i + 2], &expr[i + 2..]))),
         None => (expr, None),
@@ -124,12 +152,15 @@ fn expand(expr: &str, env: &dyn Environment) -> Result<String, String> {
     match (value, op) {
         (Some(value), _) => Ok(value),
         (None, Some((":-", default))) => Ok(default.to_owned()),
-        (None, op) => env.missing(name).ok_or_else(|| match op {
-            Some((_, message)) if !message.is_empty() => {
-                format!("environment variable {name} is not set: {message}")
-            }
-            _ => format!("environment variable {name} is not set"),
-        }),
+        (None, op) => env
+            .missing(name)
+            .inspect(|_| *placeholder = true)
+            .ok_or_else(|| match op {
+                Some((_, message)) if !message.is_empty() => {
+                    format!("environment variable {name} is not set: {message}")
+                }
+                _ => format!("environment variable {name} is not set"),
+            }),
     }
 }
 

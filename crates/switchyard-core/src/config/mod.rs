@@ -231,6 +231,21 @@ struct Partial {
     config: Config,
     errors: Vec<ConfigError>,
     unparsed_sources: BTreeSet<String>,
+    /// Paths of values whose text is not known (see [`interpolate::interpolate_tree`]).
+    unchecked: BTreeSet<String>,
+}
+
+impl Partial {
+    /// Adds `found` to the errors, less those about a value whose text is not known:
+    /// its missing variable is reported already, or it holds a placeholder.
+    fn add(&mut self, found: Vec<ConfigError>) {
+        let unchecked = &self.unchecked;
+        self.errors.extend(found.into_iter().filter(|error| {
+            !unchecked
+                .iter()
+                .any(|path| error.path == *path || error.path.starts_with(&format!("{path}.")))
+        }));
+    }
 }
 
 /// One problem in the configuration.
@@ -313,7 +328,9 @@ impl Config {
             root = Value::Mapping(Default::default());
         }
         let mut errors = Vec::new();
-        interpolate::interpolate_tree(&mut root, "", env, &mut errors);
+        let mut unchecked = BTreeSet::new();
+        interpolate::interpolate_tree(&mut root, "", env, &mut errors, &mut unchecked);
+        let interpolation_errors = errors.len();
         let Value::Mapping(top) = root else {
             errors.push(ConfigError::new(
                 "",
@@ -359,11 +376,15 @@ impl Config {
             }
         }
         config.retention.sources = source_retention;
-        Ok(Partial {
+        let found = errors.split_off(interpolation_errors);
+        let mut partial = Partial {
             config,
             errors,
             unparsed_sources,
-        })
+            unchecked,
+        };
+        partial.add(found);
+        Ok(partial)
     }
 
     /// Checks what the types alone cannot: references between sections, unsupported
@@ -556,16 +577,15 @@ impl Config {
         env: &dyn Environment,
         is_registered: &dyn Fn(&str) -> bool,
     ) -> Result<Self, ConfigErrors> {
-        let Partial {
-            config,
-            mut errors,
-            unparsed_sources,
-        } = Self::parse_partial(text, env)?;
-        errors.extend(config.check(is_registered, &unparsed_sources));
-        if errors.is_empty() {
-            Ok(config)
+        let mut partial = Self::parse_partial(text, env)?;
+        let found = partial
+            .config
+            .check(is_registered, &partial.unparsed_sources);
+        partial.add(found);
+        if partial.errors.is_empty() {
+            Ok(partial.config)
         } else {
-            Err(ConfigErrors(errors))
+            Err(ConfigErrors(partial.errors))
         }
     }
 }
@@ -597,7 +617,12 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
-/// Deserializes one value, turning a failure into an error at its precise path.
+/// Deserializes one value, turning each failure into an error at its precise path.
+///
+/// serde stops at the first value it cannot take. To report the others too, the value
+/// at fault is removed (so that its default, if any, applies) and the rest deserialized
+/// again, until it succeeds or fails on the whole value or on one that encloses a value
+/// already removed (an error that removal caused).
 fn section<T: DeserializeOwned>(
     path: &str,
     value: Value,
@@ -605,25 +630,70 @@ fn section<T: DeserializeOwned>(
 ) -> Option<T> {
     // serde_norway's own `Value` only reads enums from YAML tags; its JSON form reads
     // them from one-key maps, which is how users write them.
-    let value = match serde_json::to_value(value) {
+    let mut value = match serde_json::to_value(value) {
         Ok(value) => value,
         Err(e) => {
             errors.push(ConfigError::new(path, e.to_string()));
             return None;
         }
     };
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(value) => Some(value),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let full = if inner == "." {
-                path.to_owned()
-            } else {
-                join(path, &inner)
-            };
-            errors.push(ConfigError::new(full, e.into_inner().to_string()));
-            None
+    let mut removed: Vec<String> = Vec::new();
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, T>(&value) {
+            Ok(parsed) => return removed.is_empty().then_some(parsed),
+            Err(error) => error,
+        };
+        let inner = error.path().to_string();
+        let caused_by_removal = removed
+            .iter()
+            .any(|r| *r == inner || inner == "." || r.starts_with(&format!("{inner}.")));
+        if caused_by_removal {
+            return None;
         }
+        let full = if inner == "." {
+            path.to_owned()
+        } else {
+            join(path, &inner)
+        };
+        errors.push(ConfigError::new(full, error.inner().to_string()));
+        if inner == "." || !remove_at(&mut value, error.path()) {
+            return None;
+        }
+        removed.push(inner);
+    }
+}
+
+/// Removes the value at `path` from `root`; false if there is none, or it is an item
+/// of a list.
+fn remove_at(root: &mut serde_json::Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut at = root;
+    for segment in parents {
+        let next = match (segment, at) {
+            (Segment::Seq { index }, serde_json::Value::Array(items)) => items.get_mut(*index),
+            (
+                Segment::Map { key } | Segment::Enum { variant: key },
+                serde_json::Value::Object(map),
+            ) => map.get_mut(key),
+            _ => None,
+        };
+        match next {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    // An item of a list stays: removing it would renumber the items after it, and
+    // their errors would name the wrong index.
+    match (last, at) {
+        (Segment::Map { key } | Segment::Enum { variant: key }, serde_json::Value::Object(map)) => {
+            map.remove(key).is_some()
+        }
+        _ => false,
     }
 }
 

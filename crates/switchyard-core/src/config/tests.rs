@@ -321,3 +321,66 @@ fn http_limits_have_defaults_and_are_checked() {
         ]
     );
 }
+
+#[test]
+fn every_type_error_of_one_entry_is_reported() {
+    let found = errors(
+        "sources: { hooks: { http: { path: /h } } }
+triggers:
+  t:
+    source: hooks
+    handler: resize_image
+    timeout: 1 sec
+    retry: { initial: 2 parsecs, max_attempts: -1 }
+    concurrency: many
+",
+    );
+    assert_eq!(
+        found,
+        [
+            "triggers.t.concurrency: invalid type: string \"many\", expected u32",
+            "triggers.t.retry.initial: \"2 parsecs\" is not a duration (try 1s, 500ms, 2m)",
+            "triggers.t.retry.max_attempts: invalid value: integer `-1`, expected u32",
+            "triggers.t.timeout: \"1 sec\" is not a duration (try 1s, 500ms, 2m)",
+        ]
+    );
+}
+
+#[test]
+fn a_missing_variable_is_reported_once() {
+    let found = errors(
+        "store: ${NOPE_STORE:?set the store URL}
+http: { listen: \"${NOPE_LISTEN}\" }
+sources: { hooks: { http: { path: /h, body_limit: \"${NOPE_LIMIT}\" } } }
+triggers: { t: { source: hooks, handler: resize_image, timeout: \"${NOPE_TIMEOUT}\" } }
+",
+    );
+    assert_eq!(
+        found,
+        [
+            "store: environment variable NOPE_STORE is not set: set the store URL",
+            "http.listen: environment variable NOPE_LISTEN is not set",
+            "sources.hooks.http.body_limit: environment variable NOPE_LIMIT is not set",
+            "triggers.t.timeout: environment variable NOPE_TIMEOUT is not set",
+        ]
+    );
+}
+
+#[test]
+fn placeholders_stand_for_any_value() {
+    let text = "store: ${STORE_URL}
+http: { listen: \"${LISTEN}\" }
+sources: { hooks: { http: { path: /h, body_limit: \"${LIMIT}\" } } }
+triggers:
+  t: { source: hooks, handler: resize_image, timeout: \"${TIMEOUT}\", retry: { initial: \"${INITIAL}\" } }
+";
+    Config::load(text, &PlaceholderEnv, &registered).unwrap();
+    let bad = format!("{text}  u: {{ source: hooks, handler: resize_image, timeout: 1 sec }}\n");
+    let Err(ConfigErrors(found)) = Config::load(&bad, &PlaceholderEnv, &registered) else {
+        panic!("a bad literal value passed");
+    };
+    assert_eq!(
+        found.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["triggers.u.timeout: \"1 sec\" is not a duration (try 1s, 500ms, 2m)"]
+    );
+}
