@@ -97,6 +97,19 @@ pub fn value_text(value: &Value) -> String {
     }
 }
 
+/// Whether a content type (parameters allowed) is JSON: `application/json` or any
+/// `+json` type. An event without `datacontenttype` holds JSON `data`, as the JSON
+/// format says.
+pub fn is_json(content_type: &str) -> bool {
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media_type == "application/json" || media_type.ends_with("+json")
+}
+
 /// Decodes a `ce-*` header value per the HTTP binding: `%XX` sequences are bytes of
 /// UTF-8, everything else stands for itself (`+` is not a space here).
 pub fn decode_header_value(name: &str, value: &str) -> Result<String, CloudEventError> {
@@ -176,6 +189,15 @@ mod tests {
         }
         assert_eq!(value_text(&json!(7)), "7");
         assert_eq!(value_text(&json!("7")), "7");
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/cloudevents+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/jsonl"));
     }
 
     #[test]

@@ -73,6 +73,22 @@ pub struct WebhookHandler {
     /// Per-request timeout; the trigger's `timeout` still applies on top.
     #[serde(default = "default_webhook_timeout")]
     pub timeout: HumanDuration,
+    /// How the event is put into the request: the CloudEvents HTTP binding's
+    /// structured mode (the default) or binary mode.
+    #[serde(default)]
+    pub mode: WebhookMode,
+}
+
+/// The CloudEvents HTTP content mode a webhook sends in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookMode {
+    /// The whole event as JSON, `content-type: application/cloudevents+json`.
+    #[default]
+    Structured,
+    /// The payload as the body, with `content-type` from `datacontenttype`; every
+    /// other attribute a `ce-*` header.
+    Binary,
 }
 
 fn default_webhook_timeout() -> HumanDuration {

@@ -25,7 +25,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_norway::Value;
 
-pub use handler::{BuiltinHandler, CommandHandler, HandlerSpec, LogHandler, WebhookHandler};
+pub use handler::{
+    BuiltinHandler, CommandHandler, HandlerSpec, LogHandler, WebhookHandler, WebhookMode,
+};
 pub use interpolate::{Environment, PlaceholderEnv, ProcessEnv, interpolate};
 pub use retention::{RetainedTable, RetentionConfig, RetentionPeriod, SourceRetention};
 pub use s3::{ObjectChange, S3EventFilter, S3Mode, S3Polling, S3Source};

@@ -106,6 +106,7 @@ mod tests {
             signing_secret: secret.map(Secret::new),
             headers: BTreeMap::new(),
             timeout: HumanDuration::from_secs(1),
+            mode: config::WebhookMode::Structured,
         })
     }
 

@@ -1,5 +1,6 @@
-//! `webhook:` — POST each event to a URL as a structured CloudEvent, optionally signed
-//! with Standard Webhooks headers, and classify the answer for the retry policy.
+//! `webhook:` — POST each event to a URL as a CloudEvent, in structured or binary mode,
+//! optionally signed with Standard Webhooks headers, and classify the answer for the
+//! retry policy.
 
 use std::fmt;
 use std::time::Duration;
@@ -10,10 +11,11 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
+use serde_json::Value;
 use sha2::Sha256;
-use switchyard_core::HumanDuration;
-use switchyard_core::config::{self, Secret};
+use switchyard_core::config::{self, Secret, WebhookMode};
 use switchyard_core::redact::redact_url;
+use switchyard_core::{HumanDuration, cloudevents};
 
 use super::BuildError;
 use crate::{Context, Event, Handler, HandlerError, HandlerFuture};
@@ -43,8 +45,11 @@ const BODY_EXCERPT_BYTES: usize = 200;
 /// fits [`OUTPUT_LIMIT`](crate::OUTPUT_LIMIT).
 const BODY_OUTPUT_BYTES: usize = 4000;
 
-/// POSTs each event to a URL as a structured CloudEvent
-/// (`content-type: application/cloudevents+json`).
+/// POSTs each event to a URL as a CloudEvent with every attribute it has, Switchyard's
+/// own id as `switchyardid` among them. In structured mode (the default) the body is
+/// the event's JSON (`content-type: application/cloudevents+json`); in binary mode the
+/// body is the payload, `content-type` is `datacontenttype`, and every other
+/// attribute is a `ce-*` header, percent-encoded as the HTTP binding says.
 ///
 /// Every request carries `Idempotency-Key: EVENT_ID:TRIGGER`, the same on every attempt.
 /// With a `signing_secret` it also carries the Standard Webhooks headers `webhook-id`
@@ -61,6 +66,7 @@ pub struct WebhookHandler {
     headers: HeaderMap,
     signer: Option<Signer>,
     timeout: HumanDuration,
+    mode: WebhookMode,
 }
 
 impl WebhookHandler {
@@ -88,6 +94,11 @@ impl WebhookHandler {
                 .map_err(|_| invalid("not a valid header name"))?;
             if RESERVED_HEADERS.contains(&header.as_str()) {
                 return Err(invalid("Switchyard sets this header itself"));
+            }
+            if config.mode == WebhookMode::Binary && header.as_str().starts_with("ce-") {
+                return Err(invalid(
+                    "in binary mode Switchyard sends the event's attributes as ce-* headers itself",
+                ));
             }
             let mut value = HeaderValue::from_str(value).map_err(|_| {
                 invalid("the value has characters a header cannot carry, such as a newline")
@@ -119,12 +130,20 @@ impl WebhookHandler {
             headers,
             signer,
             timeout: config.timeout,
+            mode: config.mode,
         })
     }
 
     async fn post(&self, ctx: &Context, event: &Event) -> Result<(), HandlerError> {
-        let body =
-            serde_json::to_vec(event).map_err(|e| HandlerError::fatal(WebhookError::Encode(e)))?;
+        let mut headers = self.headers.clone();
+        let body = match self.mode {
+            WebhookMode::Structured => {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(CLOUDEVENTS_JSON));
+                serde_json::to_vec(event).map_err(WebhookError::Encode)
+            }
+            WebhookMode::Binary => binary(event, &mut headers),
+        }
+        .map_err(HandlerError::fatal)?;
         let key = ctx.idempotency_key(event);
         let key_value = HeaderValue::from_str(&key).map_err(|_| {
             HandlerError::fatal(WebhookError::UnsendableKey {
@@ -132,8 +151,6 @@ impl WebhookHandler {
             })
         })?;
 
-        let mut headers = self.headers.clone();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(CLOUDEVENTS_JSON));
         headers.insert(IDEMPOTENCY_KEY, key_value.clone());
         if let Some(signer) = &self.signer {
             let timestamp = Utc::now().timestamp();
@@ -216,7 +233,46 @@ impl fmt::Debug for WebhookHandler {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("signed", &self.signer.is_some())
             .field("timeout", &self.timeout)
+            .field("mode", &self.mode)
             .finish()
+    }
+}
+
+/// Binary mode: adds a `ce-*` header per context attribute (but `datacontenttype`,
+/// which is `content-type`) to `headers`, and returns the payload as the body. JSON
+/// `data` is sent as JSON, text `data` of a non-JSON type as its text, and
+/// `data_base64` as the bytes it encodes.
+fn binary(event: &Event, headers: &mut HeaderMap) -> Result<Vec<u8>, WebhookError> {
+    for (name, value) in event.context_attributes() {
+        if name == "datacontenttype" {
+            continue;
+        }
+        let header = HeaderName::from_bytes(format!("ce-{name}").as_bytes())
+            .map_err(|_| WebhookError::AttributeName(name.clone()))?;
+        let text = cloudevents::encode_header_value(&cloudevents::value_text(&value));
+        let value =
+            HeaderValue::try_from(text).expect("percent-encoded text is a valid header value");
+        headers.insert(header, value);
+    }
+    let content_type = match (&event.datacontenttype, &event.data) {
+        (Some(content_type), _) => Some(content_type.as_str()),
+        (None, Some(_)) => Some("application/json"),
+        (None, None) => None,
+    };
+    if let Some(content_type) = content_type {
+        let value = HeaderValue::from_str(content_type)
+            .map_err(|_| WebhookError::ContentType(content_type.to_owned()))?;
+        headers.insert(CONTENT_TYPE, value);
+    }
+    match (&event.data, &event.data_base64) {
+        (Some(Value::String(text)), _) if !content_type.is_some_and(cloudevents::is_json) => {
+            Ok(text.clone().into_bytes())
+        }
+        (Some(data), _) => serde_json::to_vec(data).map_err(WebhookError::Encode),
+        (None, Some(encoded)) => BASE64
+            .decode(encoded)
+            .map_err(|e| WebhookError::Base64(e.to_string())),
+        (None, None) => Ok(Vec::new()),
     }
 }
 
@@ -375,6 +431,12 @@ enum WebhookError {
     UnsendableKey { url: String },
     #[error("the event does not encode as JSON")]
     Encode(#[source] serde_json::Error),
+    #[error("attribute {0:?} cannot be sent as a ce-* header: it is not a valid header name")]
+    AttributeName(String),
+    #[error("datacontenttype {0:?} cannot be sent as a content-type header")]
+    ContentType(String),
+    #[error("the event's data_base64 is not valid base64: {0}")]
+    Base64(String),
 }
 
 fn excerpt_suffix(body: &str) -> String {
@@ -475,6 +537,7 @@ mod tests {
             signing_secret: secret.map(Secret::new),
             headers: BTreeMap::from([("Authorization".to_owned(), "Bearer t0ken".to_owned())]),
             timeout: HumanDuration(timeout),
+            mode: WebhookMode::Structured,
         };
         WebhookHandler::new(&config).unwrap()
     }
@@ -490,6 +553,83 @@ mod tests {
         let webhook = handler(&server.url, None, Duration::from_secs(5));
         let result = webhook.handle(test_context("audit"), event()).await;
         (result, server)
+    }
+
+    #[tokio::test]
+    async fn binary_mode_sends_the_payload_as_the_body_and_every_attribute_as_a_header() {
+        let server = serve(Reply::status(204)).await;
+        let webhook = WebhookHandler::new(&config::WebhookHandler {
+            url: server.url.clone(),
+            signing_secret: None,
+            headers: BTreeMap::new(),
+            timeout: HumanDuration::from_secs(5),
+            mode: WebhookMode::Binary,
+        })
+        .unwrap();
+        let mut text = event();
+        text.id = "order 42".to_owned();
+        text.datacontenttype = Some("text/plain; charset=utf-8".to_owned());
+        text.data = Some(json!("Grüße"));
+        text.dataschema = Some("https://schemas.example/o".to_owned());
+        text.extensions = [
+            ("tenant".to_owned(), json!("acme \"eu\" 100%")),
+            ("priority".to_owned(), json!(3)),
+        ]
+        .into();
+        let mut bytes = event();
+        bytes.datacontenttype = Some("application/octet-stream".to_owned());
+        bytes.data = None;
+        bytes.data_base64 = Some(BASE64.encode([0u8, 255, 7]));
+        let mut empty = event();
+        empty.datacontenttype = None;
+        empty.data = None;
+        for event in [&text, &bytes, &empty] {
+            webhook
+                .handle(test_context("audit"), event.clone())
+                .await
+                .unwrap();
+        }
+
+        let requests = server.requests.lock().unwrap();
+        let header = |i: usize, name: &str| {
+            requests[i]
+                .headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(&requests[0].body[..], "Grüße".as_bytes());
+        assert_eq!(
+            header(0, "content-type").as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(header(0, "ce-id").as_deref(), Some("order 42"));
+        assert_eq!(
+            header(0, "ce-switchyardid"),
+            Some(text.switchyard_id.to_string())
+        );
+        assert_eq!(header(0, "ce-specversion").as_deref(), Some("1.0"));
+        assert_eq!(header(0, "ce-source").as_deref(), Some("/orders"));
+        assert_eq!(header(0, "ce-type").as_deref(), Some("order.created"));
+        assert_eq!(header(0, "ce-subject").as_deref(), Some("order/42"));
+        assert_eq!(
+            header(0, "ce-dataschema").as_deref(),
+            Some("https://schemas.example/o")
+        );
+        assert_eq!(
+            header(0, "ce-tenant").as_deref(),
+            Some("acme %22eu%22 100%25")
+        );
+        assert_eq!(header(0, "ce-priority").as_deref(), Some("3"));
+        assert!(header(0, "ce-time").is_some());
+        assert!(header(0, "ce-datacontenttype").is_none());
+        assert!(header(0, "ce-data").is_none());
+        assert_eq!(&requests[1].body[..], &[0u8, 255, 7]);
+        assert_eq!(
+            header(1, "content-type").as_deref(),
+            Some("application/octet-stream")
+        );
+        assert!(requests[2].body.is_empty());
+        assert!(header(2, "content-type").is_none());
     }
 
     #[tokio::test]
@@ -687,12 +827,14 @@ mod tests {
             ("Content-Type", "text/plain"),
             ("webhook-signature", "v1,x"),
             ("bad name", "v"),
+            ("ce-id", "forged"),
         ] {
             let config = config::WebhookHandler {
                 url: "http://127.0.0.1:1/".to_owned(),
                 signing_secret: None,
                 headers: BTreeMap::from([(name.to_owned(), value.to_owned())]),
                 timeout: HumanDuration::from_secs(1),
+                mode: WebhookMode::Binary,
             };
             let err = WebhookHandler::new(&config).expect_err(name);
             assert!(matches!(err, BuildError::InvalidHeader { .. }), "{err}");
@@ -702,6 +844,7 @@ mod tests {
             signing_secret: None,
             headers: BTreeMap::from([("X-Token".to_owned(), "s3cret\nInjected: yes".to_owned())]),
             timeout: HumanDuration::from_secs(1),
+            mode: WebhookMode::Structured,
         };
         let message = WebhookHandler::new(&config)
             .expect_err("newline")

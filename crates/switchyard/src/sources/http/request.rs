@@ -181,8 +181,7 @@ enum Body {
 /// characters becomes a string, and the rest (binary, or text holding NUL, which the
 /// event log cannot keep as text) base64, so that it is stored byte for byte.
 fn decode_body(media_type: &str, body: Bytes) -> Result<Body, Rejection> {
-    let is_json = media_type == "application/json" || media_type.ends_with("+json");
-    if is_json {
+    if cloudevents::is_json(media_type) {
         return serde_json::from_slice(&body)
             .map(Body::Value)
             .map_err(|e| Rejection::bad_request(format!("the body is not valid JSON: {e}")));
