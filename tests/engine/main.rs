@@ -5,6 +5,7 @@ mod support;
 
 mod attempt_output;
 mod cli;
+mod cloudevents;
 mod crash;
 mod cron;
 mod delivery;
