@@ -4,7 +4,7 @@
 //! `--store sqlite://[DIR]`), one fresh database or file per workload run, removed
 //! afterwards, and prints a Markdown table per workload and a summary against the
 //! targets. Workloads: `floor`, `ingest`, `drain` (with `--peer graphile`), `latency`,
-//! `fanout`, `steady`, or `all`. See `docs/benchmarks.md` for what each measures.
+//! `fanout`, `steady`, or `all`; and `retention` on its own. See `docs/benchmarks.md` for what each measures.
 //!
 //! ```sh
 //! cargo run --release -p switchyard-bench -- all --store postgres://postgres@127.0.0.1:5432/postgres
@@ -28,6 +28,7 @@ mod ingest;
 mod latency;
 mod pgbench;
 mod report;
+mod retention;
 mod stats;
 mod steady;
 mod tools;
@@ -59,6 +60,9 @@ enum Workload {
     Steady,
     /// floor, ingest, drain (with the graphile peer on Postgres), latency, fanout, steady.
     All,
+    /// A claim's latency while retention deletes `--retained-rows` old events, against
+    /// claims alone (Postgres; not part of `all`).
+    Retention,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -202,6 +206,9 @@ pub struct Args {
     /// A peer to run `drain` against (`all` picks graphile on Postgres unless `none`).
     #[arg(long, value_enum)]
     pub peer: Option<Peer>,
+    /// Old events seeded for `retention` to delete.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub retained_rows: u64,
     /// Where the peer's scripts are.
     #[arg(long, default_value_os_t = default_peer_dir())]
     pub peer_dir: PathBuf,
@@ -215,6 +222,7 @@ async fn run_workload(ctx: &Ctx, workload: Workload, summary: &mut Summary) -> a
         Workload::Latency => latency::run(ctx, summary).await,
         Workload::Fanout => fanout::run(ctx, summary).await,
         Workload::Steady => steady::run(ctx, summary).await,
+        Workload::Retention => retention::run(ctx).await,
         Workload::All => Ok(()),
     }
 }

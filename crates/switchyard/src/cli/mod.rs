@@ -1,10 +1,12 @@
 //! The command line: `run`, `validate`, `migrate`, `events`, `event`, `explain`, `dlq`,
-//! `replay`, `send`, `schedules` and `rejected`. Every command prints tables by default and JSON
-//! with `--json`; errors are one line on stderr and a non-zero exit.
+//! `replay`, `send`, `schedules`, `rejected` and `retention`. Every command prints
+//! tables by default and JSON with `--json`; errors are one line on stderr and a
+//! non-zero exit.
 
 mod inspect;
 mod names;
 mod output;
+mod retention;
 mod schedules;
 
 use std::ffi::OsString;
@@ -73,6 +75,9 @@ enum Command {
     /// Inputs sources received but could not turn into events (quarantined S3
     /// notifications), newest first.
     Rejected(inspect::RejectedArgs),
+    /// Delete the events, dead letters and rejected inputs whose retention period has
+    /// passed, now; with --dry-run, only say how many rows of each would go.
+    Retention(retention::RetentionArgs),
 }
 
 #[derive(Args, Debug)]
@@ -203,6 +208,10 @@ async fn execute(engine: Engine, command: Command) -> CliResult {
         Command::Rejected(args) => {
             let config = load(&engine, &args.config)?;
             inspect::rejected(&*open_store(&config).await?, args).await
+        }
+        Command::Retention(args) => {
+            let config = load(&engine, &args.config)?;
+            retention::retention(&config.retention, &*open_store(&config).await?, args).await
         }
     }
 }
