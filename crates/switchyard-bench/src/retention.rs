@@ -188,6 +188,7 @@ async fn claims(
                     outcome: AttemptOutcome::Succeeded,
                     retry_at: None,
                     error: None,
+                    output: None,
                 }])
                 .await?;
         }
