@@ -296,3 +296,98 @@ triggers: { t: { source: jobs, handler: log, timeout: \"${SY_TEST_TIMEOUT}\" } }
     );
     assert!(ok(&placeholders, &["validate", "--no-environment"]).contains("is valid"));
 }
+
+/// Runs a command with `COLUMNS` set and returns its stdout.
+fn at_width(config: &std::path::Path, args: &[&str], columns: &str) -> String {
+    let output = std::process::Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("COLUMNS", columns)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    stdout(&output)
+}
+
+const LONG_ERROR: &str = "webhook https://hooks.example.com/deploy answered status 503 Service Unavailable: upstream connect error or disconnect/reset before headers\nsecond line";
+
+#[tokio::test]
+async fn tables_fit_the_terminal_and_json_stays_whole() {
+    use switchyard_store::{AttemptOutcome, Finished, NewDelivery, NewEvent};
+
+    let url = fresh_store(Backend::Sqlite).await;
+    let dir = Workdir::new();
+    let config = dir.config(&url, free_port(), NAMED);
+    ok(&config, &["migrate"]);
+    let store = crate::support::open(&url).await;
+    let event = switchyard_core::Event::new("jobs", "/jobs", "http.request");
+    let id = event.switchyard_id.to_string();
+    let delivery = NewDelivery {
+        trigger: "work".to_owned(),
+        ordering_key: None,
+        claim: false,
+    };
+    store
+        .append(&[NewEvent {
+            event,
+            deliveries: vec![delivery],
+        }])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim(&["work".to_owned()], 1, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let finished = Finished {
+        lease: claimed[0].lease,
+        attempt: claimed[0].attempt,
+        started_at: claimed[0].claimed_at,
+        duration_ms: 12,
+        outcome: AttemptOutcome::Dead,
+        retry_at: None,
+        error: Some(LONG_ERROR.to_owned()),
+        output: None,
+    };
+    assert_eq!(store.finish(&[finished]).await.unwrap(), [true]);
+
+    let narrow = at_width(&config, &["dlq", "list"], "60");
+    assert!(
+        narrow.lines().all(|line| line.chars().count() <= 60),
+        "{narrow}"
+    );
+    assert!(narrow.contains("work"), "{narrow}");
+    assert!(
+        narrow.contains("webhook https://hooks.example.com/deploy"),
+        "the error keeps a useful prefix: {narrow}"
+    );
+    assert!(
+        !narrow.contains(&id),
+        "the event id is dropped first: {narrow}"
+    );
+    assert!(!narrow.contains("second line"), "{narrow}");
+
+    let wide = at_width(&config, &["dlq", "list"], "200");
+    assert!(
+        wide.lines().all(|line| line.chars().count() <= 200),
+        "{wide}"
+    );
+    assert!(wide.contains(&id), "{wide}");
+    assert!(wide.contains("status 503 Service Unavailable"), "{wide}");
+    assert_eq!(
+        wide.lines().count(),
+        3,
+        "a header, a rule and one row: {wide}"
+    );
+
+    let events = at_width(&config, &["events"], "60");
+    assert!(
+        events.lines().all(|line| line.chars().count() <= 60),
+        "{events}"
+    );
+    assert!(events.contains(&id), "the id is kept whole: {events}");
+
+    let json = at_width(&config, &["dlq", "list", "--json"], "60");
+    let dead: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(dead[0]["last_error"], LONG_ERROR, "--json is not cut");
+}

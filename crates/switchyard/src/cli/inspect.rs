@@ -11,7 +11,7 @@ use switchyard_store::{DeadQuery, DeliveryStatus, EventQuery, Store};
 use uuid::Uuid;
 
 use super::names;
-use super::output::{self, clip, opt, time};
+use super::output::{self, Table, clip, column, key, opt, time};
 use super::{CliError, CliResult, ConfigArg};
 use crate::explain::Explanation;
 use crate::replay;
@@ -122,7 +122,14 @@ fn print_events(events: &[switchyard_store::EventSummary], json: bool, header: b
         }
         return;
     }
-    let mut table = output::table(&["id", "received", "source", "type", "subject", "deliveries"]);
+    let mut table = Table::new(&[
+        key("id"),
+        column("received", 5, 23),
+        column("source", 8, 8),
+        column("type", 6, 12),
+        column("subject", 3, 8),
+        column("deliveries", 7, 30),
+    ]);
     for e in events {
         let deliveries = format!(
             "{} ok / {} pending / {} dead of {}",
@@ -189,8 +196,14 @@ pub async fn event(store: &dyn Store, router: &Router, args: EventArgs) -> CliRe
         print!("{}", Explanation::new(router, e));
         return Ok(());
     }
-    let mut table = output::table(&[
-        "delivery", "trigger", "attempt", "started", "ms", "outcome", "error",
+    let mut table = Table::new(&[
+        key("delivery"),
+        column("trigger", 9, 10),
+        column("attempt", 6, 7),
+        column("started", 4, 23),
+        column("ms", 3, 6),
+        column("outcome", 8, 9),
+        column("error", 7, 24),
     ]);
     for d in &detail.deliveries {
         if d.attempt_log.is_empty() {
@@ -212,7 +225,7 @@ pub async fn event(store: &dyn Store, router: &Router, args: EventArgs) -> CliRe
                 time(a.started_at),
                 a.duration_ms.to_string(),
                 a.outcome.as_str().into(),
-                clip(a.error.as_deref().unwrap_or(""), 80),
+                a.error.clone().unwrap_or_default(),
             ]);
         }
     }
@@ -339,14 +352,14 @@ pub async fn dlq(store: &dyn Store, config: &Config, args: DlqArgs) -> CliResult
             } else if dead.is_empty() {
                 println!("no dead letters");
             } else {
-                let mut table = output::table(&[
-                    "delivery",
-                    "event",
-                    "trigger",
-                    "type",
-                    "attempts",
-                    "died",
-                    "last error",
+                let mut table = Table::new(&[
+                    key("delivery"),
+                    column("event", 2, 36),
+                    column("trigger", 9, 10),
+                    column("type", 3, 10),
+                    column("attempts", 4, 8),
+                    column("died", 5, 23),
+                    column("last error", 8, 30),
                 ]);
                 for d in &dead {
                     table.add_row([
@@ -356,7 +369,7 @@ pub async fn dlq(store: &dyn Store, config: &Config, args: DlqArgs) -> CliResult
                         d.ty.clone(),
                         d.attempts.to_string(),
                         time(d.died_at),
-                        clip(d.last_error.as_deref().unwrap_or(""), 60),
+                        d.last_error.clone().unwrap_or_default(),
                     ]);
                 }
                 println!("{table}");
@@ -378,7 +391,13 @@ pub async fn dlq(store: &dyn Store, config: &Config, args: DlqArgs) -> CliResult
                     delivery.status.as_str()
                 );
                 println!("last error: {}", opt(delivery.last_error.as_deref()));
-                let mut table = output::table(&["attempt", "started", "ms", "outcome", "error"]);
+                let mut table = Table::new(&[
+                    key("attempt"),
+                    column("started", 5, 23),
+                    column("ms", 3, 6),
+                    column("outcome", 8, 9),
+                    column("error", 7, 24),
+                ]);
                 for a in &delivery.attempt_log {
                     table.add_row([
                         a.attempt.to_string(),
@@ -556,15 +575,22 @@ pub async fn rejected(store: &dyn Store, args: RejectedArgs) -> CliResult {
     } else if rejected.is_empty() {
         println!("no rejected inputs");
     } else {
-        let mut table = output::table(&["id", "source", "received", "input", "reason", "body"]);
+        let mut table = Table::new(&[
+            key("id"),
+            column("source", 8, 8),
+            column("received", 5, 23),
+            column("input", 4, 12),
+            column("reason", 7, 24),
+            column("body", 2, 12),
+        ]);
         for input in &rejected {
             table.add_row([
                 input.id.to_string(),
                 input.source_name.clone(),
                 time(input.received_at),
                 input.input_id.clone(),
-                clip(&input.reason, 60),
-                clip(&input.body, 40),
+                input.reason.clone(),
+                input.body.clone(),
             ]);
         }
         println!("{table}");

@@ -8,7 +8,7 @@ use switchyard_core::config::{Config, SourceConfig};
 use switchyard_core::schedule::Schedule;
 use switchyard_store::{EventQuery, Store};
 
-use super::output::{self, time};
+use super::output::{self, Table, column, key, time};
 use super::{CliResult, ConfigArg};
 
 #[derive(Args, Debug)]
@@ -108,13 +108,17 @@ pub async fn schedules(config: &Config, store: &dyn Store, args: SchedulesArgs) 
     for r in &reports {
         let state = if r.enabled { "" } else { " (disabled)" };
         println!("{}: {:?} in {}{state}", r.source, r.schedule, r.timezone);
-        let mut table = output::table(&["next fire (local)", "UTC"]);
+        let mut table = Table::new(&[key("next fire (local)"), column("UTC", 5, 23)]);
         for n in &r.next {
             table.add_row([n.local.clone(), time(n.utc)]);
         }
         println!("{table}");
         if !r.last.is_empty() {
-            let mut table = output::table(&["last fires (scheduled)", "fired at", "late"]);
+            let mut table = Table::new(&[
+                key("last fires (scheduled)"),
+                column("fired at", 5, 23),
+                column("late", 6, 8),
+            ]);
             for l in &r.last {
                 let late = l
                     .lateness_ms
