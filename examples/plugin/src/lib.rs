@@ -27,6 +27,8 @@ pub async fn greet(ctx: Context, event: Event) -> Result<(), HandlerError> {
         return Err(HandlerError::fatal("the name is empty"));
     }
     tracing::info!(attempt = ctx.attempt(), key = %ctx.idempotency_key(&event), "hello, {}", request.body.name);
+    // Kept with the attempt, and shown by `switchyard event ID`.
+    ctx.set_output(format!("greeted {}", request.body.name));
     Ok(())
 }
 

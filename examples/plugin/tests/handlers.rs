@@ -32,6 +32,18 @@ async fn greet_succeeds_and_rejects_bad_input_fatally() {
         .unwrap();
     let executed = kit.run_next().await.unwrap().expect("a delivery");
     assert!(executed.succeeded(), "{:?}", executed.verdict);
+    assert_eq!(executed.output.as_deref(), Some("greeted Ada"));
+    let event = kit
+        .store()
+        .get_event(executed.claimed.event.switchyard_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        event.deliveries[0].attempt_log[0].output.as_deref(),
+        Some("greeted Ada"),
+        "the store keeps what the handler said"
+    );
 
     kit.send("greetings", json!({"body": {"nom": "Ada"}}))
         .await

@@ -121,6 +121,8 @@ pub struct Executed {
     pub verdict: Verdict,
     /// Whether the store accepted the result (false: the lease was lost meanwhile).
     pub recorded: bool,
+    /// What the handler said, as recorded: see [`Context::set_output`].
+    pub output: Option<String>,
 }
 
 pub struct Dispatcher {
@@ -629,6 +631,7 @@ impl Dispatcher {
             claimed,
             verdict,
             recorded,
+            output: finished.output,
         }))
     }
 
