@@ -263,7 +263,10 @@ mod tests {
     fn long_text_is_cut_and_low_priority_columns_go() {
         let text = table(40).to_string();
         assert!(text.lines().all(|l| l.chars().count() <= 40), "{text}");
-        assert!(text.contains("1   http.request  webhook answered 503 …"), "{text}");
+        assert!(
+            text.contains("1   http.request  webhook answered 503 …"),
+            "{text}"
+        );
         let text = table(20).to_string();
         assert!(!text.contains("type"), "{text}");
         assert!(text.contains("webhook answere…"), "{text}");

@@ -9,7 +9,7 @@ use serde::Serialize;
 use switchyard_core::config::{RetainedTable, RetentionConfig};
 use switchyard_store::{RETENTION_BATCH, RetentionDeleted, RetentionDue, Store};
 
-use super::output::{self, time};
+use super::output::{self, Table, column, key, time};
 use super::{CliResult, ConfigArg};
 
 #[derive(Args, Debug)]
@@ -52,12 +52,12 @@ pub async fn retention(
             output::print_json(&due);
             return Ok(());
         }
-        let mut table = output::table(&[
-            "table",
-            "kept for",
-            "would delete",
-            "oldest of those",
-            "oldest row",
+        let mut table = Table::new(&[
+            key("table"),
+            column("kept for", 6, 8),
+            column("would delete", 7, 12),
+            column("oldest of those", 5, 23),
+            column("oldest row", 4, 23),
         ]);
         for line in &due {
             table.add_row([
@@ -95,7 +95,7 @@ pub async fn retention(
         output::print_json(&total);
         return Ok(());
     }
-    let mut table = output::table(&["table", "deleted"]);
+    let mut table = Table::new(&[key("table"), key("deleted")]);
     for (name, count) in total.by_table() {
         table.add_row([name.to_owned(), count.to_string()]);
     }
