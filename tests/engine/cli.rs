@@ -391,3 +391,31 @@ async fn tables_fit_the_terminal_and_json_stays_whole() {
     let dead: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(dead[0]["last_error"], LONG_ERROR, "--json is not cut");
 }
+
+#[tokio::test]
+async fn send_to_a_cron_source_makes_a_tick() {
+    let url = fresh_store(Backend::Sqlite).await;
+    let dir = Workdir::new();
+    let config = dir.config(&url, free_port(), NAMED);
+    ok(&config, &["migrate"]);
+    let sent: serde_json::Value = serde_json::from_str(&ok(
+        &config,
+        &["send", "tick", "--data", r#"{"note": "by hand"}"#, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(sent["triggers"], serde_json::json!(["nightly"]));
+    let id = sent["id"].as_str().unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&config, &["event", id, "--json"])).unwrap();
+    let event = &shown["event"];
+    assert_eq!(event["type"], "cron.tick", "{shown}");
+    assert_eq!(event["source"], "cron://tick", "{shown}");
+    assert_eq!(event["subject"], "tick", "{shown}");
+    assert_eq!(event["data"]["schedule"], "0 0 1 1 *", "{shown}");
+    assert_eq!(event["data"]["timezone"], "UTC", "{shown}");
+    assert_eq!(event["data"]["payload"]["note"], "by hand", "{shown}");
+    assert!(event["data"]["scheduled_time"].is_string(), "{shown}");
+    assert!(event["data"]["fired_at"].is_string(), "{shown}");
+    // The scheduled fire of that time is not taken for a duplicate of it.
+    assert!(shown["dedupe_key"].is_null(), "{shown}");
+}

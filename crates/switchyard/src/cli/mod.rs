@@ -342,7 +342,9 @@ async fn send(engine: &Engine, args: SendArgs) -> CliResult {
         .map_err(|e| CliError(format!("--data is not valid JSON: {e}")))?;
     let mut event =
         crate::sources::synthetic_event(&config, &args.source, args.ty, data).map_err(CliError)?;
-    event.subject = args.subject;
+    if let Some(subject) = args.subject {
+        event.subject = Some(subject);
+    }
     event.dedupe_key = args.dedupe_key.map(|k| format!("send:{k}"));
     let router = Router::new(&config);
     let deliveries = router.route(&event);

@@ -168,6 +168,10 @@ impl SourceDeps {
 /// CloudEvents `source` and default `type` follow the source's kind, and `data` is
 /// used as it is (an HTTP source would wrap a request body in `{"body": ...}`, so a
 /// test that filters on `data.body.*` passes data of that shape).
+///
+/// A cron source makes the tick its schedule would fire now ([`cron::CronRuntime::tick`]),
+/// whose `data.payload` is `data` unless that is `{}` (then the configured payload, if
+/// any), and with no dedupe key: the scheduled fire of the same time still happens.
 pub fn synthetic_event(
     config: &Config,
     source: &str,
@@ -181,6 +185,26 @@ pub fn synthetic_event(
             known.join(", ")
         ));
     };
+    if let SourceConfig::Cron(cron) = kind {
+        let runtime = cron::CronRuntime {
+            name: source.to_owned(),
+            config: cron.clone(),
+            schedule: switchyard_core::schedule::Schedule::parse(&cron.schedule, &cron.timezone)
+                .map_err(|error| format!("source {source:?}: {error}"))?,
+        };
+        let now = chrono::Utc::now();
+        let mut tick = runtime.tick(now, now);
+        tick.dedupe_key = None;
+        if data != serde_json::json!({})
+            && let Some(fields) = tick.data.as_mut()
+        {
+            fields["payload"] = data;
+        }
+        if let Some(ty) = ty {
+            tick.ty = ty;
+        }
+        return Ok(tick);
+    }
     let (ce_source, default_type) = match kind {
         SourceConfig::Http(http) => (http.path.clone(), http.ty.clone()),
         SourceConfig::S3(s3) => (
