@@ -217,6 +217,36 @@ async fn every_attribute_survives_http_in_and_every_handler_out(backend: Backend
     assert_eq!(response.status(), 202);
     let plain_id = id_of(response).await;
 
+    // A CloudEvent whose extensions the spec or the log cannot take is refused, named.
+    let refused = [
+        (
+            json!({"Tenant": "acme"}),
+            "\"Tenant\" is not a valid CloudEvents attribute name",
+        ),
+        (
+            json!({"tenant": {"a": 1}}),
+            "extension \"tenant\" must be a string",
+        ),
+        (json!({"tenant": "a\u{0}b"}), "tenant holds a NUL character"),
+    ];
+    for (extra, reason) in refused {
+        let mut body = json!({"specversion": "1.0", "id": "x", "source": "/s", "type": "t"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let response = client()
+            .post(&url)
+            .header("content-type", "application/cloudevents+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{extra}");
+        let answer = response.json::<Value>().await.unwrap();
+        let error = answer["error"].as_str().expect("an error message");
+        assert!(error.contains(reason), "{reason:?} not in {error}");
+    }
+
     let reader = open(&store).await;
     // Every trigger takes each event, but `acme` only the structured one.
     settled(&*reader, structured_id, 5).await;
