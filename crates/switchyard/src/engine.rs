@@ -38,6 +38,14 @@ pub struct Engine {
     pub(crate) registry: Registry,
     pub(crate) resources: Resources,
     args: Option<Vec<OsString>>,
+    pub(crate) program: Option<Program>,
+}
+
+/// The name and version of a binary that embeds the engine.
+#[derive(Clone, Debug)]
+pub(crate) struct Program {
+    pub name: String,
+    pub version: String,
 }
 
 /// Why the engine could not start.
@@ -73,6 +81,18 @@ impl Engine {
             args: Some(args.into_iter().map(Into::into).collect()),
             ..Self::default()
         }
+    }
+
+    /// Names the binary that embeds the engine, for its help and `--version`, which
+    /// then prints `NAME VERSION (switchyard X.Y.Z)`: which Switchyard it embeds. Pass
+    /// `env!("CARGO_PKG_NAME")` and `env!("CARGO_PKG_VERSION")`. Without it, the CLI
+    /// calls itself `switchyard`, with Switchyard's version.
+    pub fn program(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
+        self.program = Some(Program {
+            name: name.into(),
+            version: version.into(),
+        });
+        self
     }
 
     /// Registers a handler under `name`; triggers refer to it with `handler: name`.

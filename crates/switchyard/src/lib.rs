@@ -6,17 +6,22 @@
 //! handlers and the HTTP server.
 //!
 //! ```no_run
-//! use switchyard::{Context, Engine, Event, HandlerError, handler_fn};
+//! use switchyard::prelude::*;
 //!
-//! async fn resize_image(_ctx: Context, event: Event) -> Result<(), HandlerError> {
+//! async fn resize_image(ctx: Context, event: Event) -> Result<(), HandlerError> {
 //!     let key: String = event.data_as()?;
-//!     println!("resizing {key}");
+//!     info!(%key, "resizing");
+//!     ctx.set_output(json!({ "resized": key }).to_string());
 //!     Ok(())
 //! }
 //!
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
-//!     Engine::from_cli().handler("resize_image", handler_fn(resize_image)).run().await
+//!     Engine::from_cli()
+//!         .program(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+//!         .handler("resize_image", handler_fn(resize_image))
+//!         .run()
+//!         .await
 //! }
 //! ```
 //!
@@ -48,4 +53,21 @@ pub use handler::{
     idempotency_key,
 };
 pub use switchyard_core::{Event, config};
-pub use switchyard_store::{EventQuery, Store};
+pub use switchyard_store::{AttemptOutcome, EventQuery, Store};
+
+/// This crate's version, which an embedding binary's `--version` names (see
+/// [`Engine::program`]).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What handler code usually needs, in one import: `use switchyard::prelude::*;`.
+///
+/// The SDK's types, `json!` for building JSON, and the `tracing` macros the engine's
+/// log goes through, so that a handler needs no extra crate for them.
+pub mod prelude {
+    pub use crate::{
+        AttemptOutcome, Context, Engine, Event, Handler, HandlerError, HandlerFuture, handler_fn,
+        idempotency_key,
+    };
+    pub use serde_json::{Value, json};
+    pub use tracing::{debug, error, info, trace, warn};
+}

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use serde::Deserialize;
 use switchyard::aws_sdk_s3::operation::get_object::GetObjectError;
 use switchyard::aws_sdk_s3::primitives::ByteStream;
-use switchyard::{Context, Event, Handler, HandlerError, HandlerFuture};
+use switchyard::prelude::*;
 
 /// The JSON a client posts to `/hooks/greet`.
 #[derive(Debug, Deserialize)]
@@ -26,7 +26,7 @@ pub async fn greet(ctx: Context, event: Event) -> Result<(), HandlerError> {
     if request.body.name.trim().is_empty() {
         return Err(HandlerError::fatal("the name is empty"));
     }
-    tracing::info!(attempt = ctx.attempt(), key = %ctx.idempotency_key(&event), "hello, {}", request.body.name);
+    info!(attempt = ctx.attempt(), key = %ctx.idempotency_key(&event), "hello, {}", request.body.name);
     // Kept with the attempt, and shown by `switchyard event ID`.
     ctx.set_output(format!("greeted {}", request.body.name));
     Ok(())
@@ -132,7 +132,7 @@ pub async fn make_derivative(ctx: Context, event: Event) -> Result<(), HandlerEr
                 .as_service_error()
                 .is_some_and(GetObjectError::is_no_such_key) =>
         {
-            tracing::info!(key = %object.key, "the object is gone; nothing to derive");
+            info!(key = %object.key, "the object is gone; nothing to derive");
             return Ok(());
         }
         Err(error) => return Err(HandlerError::retryable(error)),
@@ -150,7 +150,7 @@ pub async fn make_derivative(ctx: Context, event: Event) -> Result<(), HandlerEr
         .send()
         .await
         .map_err(HandlerError::retryable)?;
-    tracing::info!(key = %object.key, bytes = bytes.len(), "derivative written");
+    info!(key = %object.key, bytes = bytes.len(), "derivative written");
     Ok(())
 }
 

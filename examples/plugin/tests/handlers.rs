@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
+use switchyard::prelude::*;
 use switchyard::testkit::TestKit;
-use switchyard::{Context, Engine, Event, Handler, HandlerFuture, handler_fn};
 use switchyard_example_plugin::{OrderTotals, greet, make_derivative};
 
 const CONFIG: &str = include_str!("../triggers.yaml");
@@ -82,4 +81,22 @@ async fn order_totals_add_up_per_customer() {
     assert!(executed.iter().all(|e| e.succeeded()));
     assert_eq!(totals.total("c1"), 300);
     assert_eq!(totals.total("c2"), 100);
+}
+
+/// The binary says which Switchyard it embeds.
+#[test]
+fn version_names_the_program_and_its_switchyard() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard-example-plugin"))
+        .arg("--version")
+        .output()
+        .expect("the example binary runs");
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!(
+            "switchyard-example-plugin {} (switchyard {})\n",
+            env!("CARGO_PKG_VERSION"),
+            switchyard::VERSION
+        )
+    );
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use switchyard_core::config::{Config, Environment, HandlerSpec, PlaceholderEnv, ProcessEnv};
 use switchyard_store::{Appended, NewEvent, Store};
 
@@ -117,7 +117,18 @@ impl<E: std::fmt::Display> From<E> for CliError {
 pub type CliResult = Result<(), CliError>;
 
 pub async fn main(engine: Engine, args: Vec<OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    let mut command = Cli::command();
+    if let Some(program) = &engine.program {
+        command = command.name(program.name.clone()).version(format!(
+            "{} (switchyard {})",
+            program.version,
+            crate::VERSION
+        ));
+    }
+    let parsed = command
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             // clap prints help and version to stdout and usage errors to stderr.
