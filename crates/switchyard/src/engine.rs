@@ -129,7 +129,13 @@ impl Engine {
         let registry = self.registry;
         config.validate(&|name| registry.contains(name))?;
         let store = switchyard_store::open(&config.store).await?;
-        store.migrate().await?;
+        for migration in store.migrate().await? {
+            tracing::info!(
+                version = migration.version,
+                description = %migration.description,
+                "applied migration"
+            );
+        }
         let mut runtime = EngineRuntime::build(&config, store, &registry, self.resources).await?;
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
