@@ -472,9 +472,16 @@ async fn postgres_concurrent_migrations_agree() {
     with_pg_db(|db| async move {
         let (a, b, c) = (db.open().await, db.open().await, db.open().await);
         let (ra, rb, rc) = tokio::join!(a.migrate(), b.migrate(), c.migrate());
-        ra.expect("first migrator");
-        rb.expect("second migrator");
-        rc.expect("third migrator");
+        let mut reported: Vec<i64> = [
+            ra.expect("first migrator"),
+            rb.expect("second migrator"),
+            rc.expect("third migrator"),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|migration| migration.version)
+        .collect();
+        reported.sort_unstable();
         let mut conn = PgConnection::connect(&db.url).await.unwrap();
         let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM switchyard._sqlx_migrations")
             .fetch_one(&mut conn)
@@ -490,6 +497,11 @@ async fn postgres_concurrent_migrations_agree() {
             applied,
             i64::try_from(files).unwrap(),
             "every migration applied once"
+        );
+        assert_eq!(
+            reported,
+            (1..=applied).collect::<Vec<_>>(),
+            "each migration is reported by the one migrator that applied it"
         );
         let public: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
