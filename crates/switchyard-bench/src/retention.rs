@@ -52,7 +52,7 @@ async fn measure(ctx: &Ctx, url: &str) -> Result<()> {
         seeding.elapsed().as_secs_f64()
     );
 
-    let (_, alone) = watch::channel(true);
+    let (_never, alone) = watch::channel(false);
     let baseline = claims(&store, ctx.args.duration, alone).await?;
 
     let (done_tx, done_rx) = watch::channel(false);

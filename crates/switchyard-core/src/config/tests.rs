@@ -291,6 +291,14 @@ fn the_example_triggers_yaml_round_trips() {
         ["demo", "github"]
     );
     assert_eq!(config.triggers.len(), 3);
+    assert_eq!(
+        config
+            .retention
+            .overrides(RetainedTable::Events)
+            .map(|(source, period)| (source, period.to_string()))
+            .collect::<Vec<_>>(),
+        [("demo", "7d".to_owned())]
+    );
     for trigger in config.triggers.values() {
         assert!(config.sources.contains_key(&trigger.source));
     }
