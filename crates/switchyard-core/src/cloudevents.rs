@@ -101,13 +101,19 @@ pub fn value_text(value: &Value) -> String {
 /// `+json` type. An event without `datacontenttype` holds JSON `data`, as the JSON
 /// format says.
 pub fn is_json(content_type: &str) -> bool {
-    let media_type = content_type
+    let media_type = media_type(content_type);
+    media_type == "application/json" || media_type.ends_with("+json")
+}
+
+/// A content type's media type: without parameters or surrounding space, in lowercase
+/// (`Application/JSON; charset=utf-8` is `application/json`).
+pub fn media_type(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
-    media_type == "application/json" || media_type.ends_with("+json")
+        .to_ascii_lowercase()
 }
 
 /// Decodes a `ce-*` header value per the HTTP binding: `%XX` sequences are bytes of

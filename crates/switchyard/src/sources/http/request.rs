@@ -22,12 +22,7 @@ pub fn to_event(
     body: Bytes,
 ) -> Result<Event, Rejection> {
     let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
-    let media_type = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let media_type = cloudevents::media_type(&content_type);
     let mut event = if media_type == "application/cloudevents-batch+json" {
         return Err(Rejection::bad_request(
             "CloudEvents batch mode is not supported; send one event per request",
