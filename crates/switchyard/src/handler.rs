@@ -279,7 +279,7 @@ impl Context {
     /// ```
     pub fn s3(&self) -> Result<aws_sdk_s3::Client, HandlerError> {
         self.resources
-            .get::<crate::sources::s3::S3Clients>()
+            .get::<S3Clients>()
             .and_then(|clients| clients.get(&self.source))
             .ok_or_else(|| {
                 HandlerError::fatal(format!(
@@ -293,6 +293,22 @@ impl Context {
 /// The idempotency key of an event's delivery to a trigger.
 pub fn idempotency_key(event_id: Uuid, trigger: &str) -> String {
     format!("{event_id}:{trigger}")
+}
+
+/// The S3 client of every `s3` source, by source name: what [`Context::s3`] hands to
+/// handlers. The engine builds it with the `s3` sources and adds it to the resources.
+#[derive(Default)]
+pub(crate) struct S3Clients(HashMap<String, aws_sdk_s3::Client>);
+
+impl S3Clients {
+    pub fn insert(&mut self, source: &str, client: aws_sdk_s3::Client) {
+        self.0.insert(source.to_owned(), client);
+    }
+
+    /// The client of `source`, if it is an `s3` source.
+    pub fn get(&self, source: &str) -> Option<aws_sdk_s3::Client> {
+        self.0.get(source).cloned()
+    }
 }
 
 /// Values shared with every handler through [`Context::resource`], keyed by type.

@@ -40,6 +40,8 @@ mod metrics;
 mod replay;
 mod retention;
 mod router;
+mod running;
+mod runtime;
 mod server;
 mod sources;
 pub mod testkit;
@@ -47,11 +49,13 @@ pub mod testkit;
 /// The AWS S3 SDK that [`Context::s3`] returns clients of; use it from here so that
 /// your handlers build against the same version.
 pub use aws_sdk_s3;
-pub use engine::{Engine, EngineError, RunningEngine};
+pub use engine::Engine;
 pub use handler::{
     Context, ErrorKind, FnHandler, Handler, HandlerError, HandlerFuture, OUTPUT_LIMIT, handler_fn,
     idempotency_key,
 };
+pub use running::RunningEngine;
+pub use runtime::EngineError;
 pub use switchyard_core::{Event, config};
 pub use switchyard_store::{AttemptOutcome, EventQuery, Store};
 

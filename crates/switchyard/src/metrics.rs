@@ -18,7 +18,14 @@ use std::sync::atomic::AtomicU64;
 use chrono::Utc;
 use switchyard_store::{AttemptOutcome, QueueStats, RetentionDeleted, RetentionDue};
 
-use crate::dispatch::Occupancy;
+/// One trigger's deliveries in this process, as the dispatcher reports them
+/// (`Dispatcher::occupancy`) for [`Metrics::render`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Occupancy {
+    pub trigger: String,
+    pub running: usize,
+    pub waiting: usize,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {

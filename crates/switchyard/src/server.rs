@@ -19,11 +19,11 @@ use switchyard_store::{DeadQuery, DeliveryStatus, EventQuery, Store};
 use uuid::Uuid;
 
 use crate::dispatch::Dispatcher;
-use crate::engine::EngineRuntime;
 use crate::explain::Explanation;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::replay;
+use crate::runtime::EngineRuntime;
 use crate::sources::http::{self as http_source, Rejection, SourceState};
 
 #[derive(Clone)]

@@ -31,8 +31,9 @@ use switchyard_store::{AttemptOutcome, Store, StoreError};
 use uuid::Uuid;
 
 pub use crate::dispatch::{Executed, Verdict};
-use crate::engine::{Engine, EngineError, EngineRuntime};
+use crate::engine::Engine;
 use crate::ingest::IngestError;
+use crate::runtime::{EngineError, EngineRuntime};
 
 /// A store in memory plus the engine's routing and dispatcher, driven step by step.
 pub struct TestKit {
@@ -60,12 +61,17 @@ impl TestKit {
         let mut config = Config::parse(yaml, &ProcessEnv).map_err(EngineError::from)?;
         config.store = "sqlite::memory:".to_owned();
         config
-            .validate(&|name| engine.registry.contains(name))
+            .validate(&|name| engine.plugins.registry.contains(name))
             .map_err(EngineError::from)?;
         let store = switchyard_store::open(&config.store).await?;
         store.migrate().await?;
-        let runtime =
-            EngineRuntime::build(&config, store, &engine.registry, engine.resources).await?;
+        let runtime = EngineRuntime::build(
+            &config,
+            store,
+            &engine.plugins.registry,
+            engine.plugins.resources,
+        )
+        .await?;
         Ok(Self { config, runtime })
     }
 

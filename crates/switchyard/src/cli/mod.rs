@@ -18,9 +18,9 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use switchyard_core::config::{Config, Environment, HandlerSpec, PlaceholderEnv, ProcessEnv};
 use switchyard_store::{Appended, NewEvent, Store};
 
-use crate::engine::Engine;
 use crate::explain::Explanation;
 use crate::router::Router;
+use crate::running::{self, Plugins};
 
 /// Switchyard: durable event triggers.
 #[derive(Parser, Debug)]
@@ -116,9 +116,9 @@ impl<E: std::fmt::Display> From<E> for CliError {
 
 pub type CliResult = Result<(), CliError>;
 
-pub async fn main(engine: Engine, args: Vec<OsString>) -> ExitCode {
+pub async fn main(plugins: Plugins, args: Vec<OsString>) -> ExitCode {
     let mut command = Cli::command();
-    if let Some(program) = &engine.program {
+    if let Some(program) = &plugins.program {
         command = command.name(program.name.clone()).version(format!(
             "{} (switchyard {})",
             program.version,
@@ -141,7 +141,7 @@ pub async fn main(engine: Engine, args: Vec<OsString>) -> ExitCode {
         }
     };
     init_tracing(matches!(cli.command, Command::Run(_)));
-    match execute(engine, cli.command).await {
+    match execute(plugins, cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError(message)) => {
             eprintln!("error: {message}");
@@ -180,59 +180,63 @@ fn init_tracing(running: bool) {
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
-async fn execute(engine: Engine, command: Command) -> CliResult {
+async fn execute(plugins: Plugins, command: Command) -> CliResult {
     match command {
-        Command::Run(args) => run(engine, &args).await,
+        Command::Run(args) => run(plugins, &args).await,
         Command::Validate {
             config,
             no_environment,
-        } => validate(&engine, &config, no_environment),
-        Command::Migrate(args) => migrate(&engine, &args).await,
+        } => validate(&plugins, &config, no_environment),
+        Command::Migrate(args) => migrate(&plugins, &args).await,
         Command::Events(args) => {
-            let config = load(&engine, &args.config)?;
+            let config = load(&plugins, &args.config)?;
             inspect::events(&*open_store(&config).await?, &config, args).await
         }
         Command::Event(args) => {
-            let config = load(&engine, &args.config)?;
+            let config = load(&plugins, &args.config)?;
             let router = Router::new(&config);
             inspect::event(&*open_store(&config).await?, &router, args).await
         }
         Command::Explain(args) => {
-            let config = load(&engine, &args.config)?;
+            let config = load(&plugins, &args.config)?;
             let router = Router::new(&config);
             inspect::explain(&*open_store(&config).await?, &router, args).await
         }
         Command::Dlq(args) => {
-            let config = load(&engine, &args.config)?;
+            let config = load(&plugins, &args.config)?;
             inspect::dlq(&*open_store(&config).await?, &config, args).await
         }
         Command::Replay(args) => {
-            let config = load(&engine, &args.config)?;
+            let config = load(&plugins, &args.config)?;
             let router = Router::new(&config);
             inspect::replay(&*open_store(&config).await?, &config, &router, args).await
         }
-        Command::Send(args) => send(&engine, args).await,
+        Command::Send(args) => send(&plugins, args).await,
         Command::Schedules(args) => {
-            let config = load(&engine, &args.config)?;
+            let config = load(&plugins, &args.config)?;
             schedules::schedules(&config, &*open_store(&config).await?, args).await
         }
         Command::Rejected(args) => {
-            let config = load(&engine, &args.config)?;
+            let config = load(&plugins, &args.config)?;
             inspect::rejected(&*open_store(&config).await?, args).await
         }
         Command::Retention(args) => {
-            let config = load(&engine, &args.config)?;
+            let config = load(&plugins, &args.config)?;
             retention::retention(&config.retention, &*open_store(&config).await?, args).await
         }
     }
 }
 
 /// Reads, interpolates and validates the configuration file.
-fn load_with(engine: &Engine, args: &ConfigArg, env: &dyn Environment) -> Result<Config, CliError> {
+fn load_with(
+    plugins: &Plugins,
+    args: &ConfigArg,
+    env: &dyn Environment,
+) -> Result<Config, CliError> {
     let path = &args.config;
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
-    Config::load(&text, env, &|name| engine.registry().contains(name)).map_err(|errors| {
+    Config::load(&text, env, &|name| plugins.registry.contains(name)).map_err(|errors| {
         CliError(format!(
             "{} has {} problem(s):\n{errors}",
             path.display(),
@@ -241,8 +245,8 @@ fn load_with(engine: &Engine, args: &ConfigArg, env: &dyn Environment) -> Result
     })
 }
 
-fn load(engine: &Engine, args: &ConfigArg) -> Result<Config, CliError> {
-    load_with(engine, args, &ProcessEnv)
+fn load(plugins: &Plugins, args: &ConfigArg) -> Result<Config, CliError> {
+    load_with(plugins, args, &ProcessEnv)
 }
 
 /// Opens the store for a command that only reads it or adds events: never creates it
@@ -252,8 +256,8 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
 }
 
 /// Creates or upgrades the schema and says which migrations it applied.
-async fn migrate(engine: &Engine, args: &ConfigArg) -> CliResult {
-    let config = load(engine, args)?;
+async fn migrate(plugins: &Plugins, args: &ConfigArg) -> CliResult {
+    let config = load(plugins, args)?;
     let store = switchyard_store::open(&config.store).await?;
     let applied = store.migrate().await?;
     for migration in &applied {
@@ -274,13 +278,13 @@ async fn migrate(engine: &Engine, args: &ConfigArg) -> CliResult {
     Ok(())
 }
 
-fn validate(engine: &Engine, args: &ConfigArg, no_environment: bool) -> CliResult {
+fn validate(plugins: &Plugins, args: &ConfigArg, no_environment: bool) -> CliResult {
     let env: &dyn Environment = if no_environment {
         &PlaceholderEnv
     } else {
         &ProcessEnv
     };
-    let config = load_with(engine, args, env)?;
+    let config = load_with(plugins, args, env)?;
     // The build phase of built-in handlers catches what only they understand, such as
     // a webhook URL that does not parse. It does no I/O.
     let problems: Vec<String> = config
@@ -310,9 +314,9 @@ fn validate(engine: &Engine, args: &ConfigArg, no_environment: bool) -> CliResul
     Ok(())
 }
 
-async fn run(engine: Engine, args: &ConfigArg) -> CliResult {
-    let config = load(&engine, args)?;
-    let running = engine.start(config).await?;
+async fn run(plugins: Plugins, args: &ConfigArg) -> CliResult {
+    let config = load(&plugins, args)?;
+    let running = running::start(plugins, config).await?;
     shutdown_signal().await;
     tracing::info!("shutdown requested");
     running.shutdown().await;
@@ -347,8 +351,8 @@ async fn shutdown_signal() {
     }
 }
 
-async fn send(engine: &Engine, args: SendArgs) -> CliResult {
-    let config = load(engine, &args.config)?;
+async fn send(plugins: &Plugins, args: SendArgs) -> CliResult {
+    let config = load(plugins, &args.config)?;
     let data: serde_json::Value = serde_json::from_str(&args.data)
         .map_err(|e| CliError(format!("--data is not valid JSON: {e}")))?;
     let mut event =

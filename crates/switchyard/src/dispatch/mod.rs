@@ -50,7 +50,7 @@ use slots::{Held, Hold, Running};
 
 use crate::HandlerError;
 use crate::handler::{Context, Handler, Output, Resources};
-use crate::metrics::{ClaimedVia, TriggerMetrics};
+use crate::metrics::{ClaimedVia, Occupancy, TriggerMetrics};
 
 /// Most deliveries one claim takes.
 const CLAIM_BATCH: usize = 256;
@@ -104,14 +104,6 @@ pub struct TriggerRuntime {
     pub metrics: TriggerMetrics,
     /// Clears the configuration's secrets out of its handler's output.
     pub redactor: Redactor,
-}
-
-/// One trigger's deliveries in this process; see [`Dispatcher::occupancy`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Occupancy {
-    pub trigger: String,
-    pub running: usize,
-    pub waiting: usize,
 }
 
 /// What one executed delivery came to; returned by [`Dispatcher::run_next`].

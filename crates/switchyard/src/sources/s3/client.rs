@@ -2,7 +2,6 @@
 //! client its notifications mode receives with, and the S3 client that polling mode
 //! lists with and handlers reach through [`crate::Context::s3`].
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -79,21 +78,5 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::from_conf(sqs),
         }
-    }
-}
-
-/// The S3 client of every `s3` source, by source name: what [`crate::Context::s3`]
-/// hands to handlers.
-#[derive(Default)]
-pub(crate) struct S3Clients(HashMap<String, aws_sdk_s3::Client>);
-
-impl S3Clients {
-    pub fn insert(&mut self, source: &str, client: aws_sdk_s3::Client) {
-        self.0.insert(source.to_owned(), client);
-    }
-
-    /// The client of `source`, if it is an `s3` source.
-    pub fn get(&self, source: &str) -> Option<aws_sdk_s3::Client> {
-        self.0.get(source).cloned()
     }
 }

@@ -29,7 +29,7 @@ use switchyard_core::Event;
 use switchyard_core::config::{ObjectChange, S3Mode, S3Source};
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use client::{AwsClients, S3Clients};
+pub(crate) use client::AwsClients;
 
 use super::SourceDeps;
 
