@@ -43,7 +43,7 @@ pub(crate) async fn start(plugins: Plugins, config: Config) -> Result<RunningEng
             "applied migration"
         );
     }
-    let mut runtime = EngineRuntime::build(&config, store, &registry, plugins.resources).await?;
+    let runtime = EngineRuntime::build(&config, store, &registry, plugins.resources).await?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| EngineError::Listen {
@@ -62,17 +62,12 @@ pub(crate) async fn start(plugins: Plugins, config: Config) -> Result<RunningEng
         crate::listener::Listener::new(listener, app, &config.http).serve(shutdown.clone()),
     );
     let dispatcher = runtime.dispatcher.clone().start(shutdown.clone());
-    let mut sources = Vec::new();
-    for cron in std::mem::take(&mut runtime.cron_sources) {
-        sources.push(tokio::spawn(
-            cron.run(runtime.source_deps(), shutdown.clone()),
-        ));
-    }
-    for s3 in std::mem::take(&mut runtime.s3_sources) {
-        sources.push(tokio::spawn(
-            s3.run(runtime.source_deps(), shutdown.clone()),
-        ));
-    }
+    let sources = runtime
+        .sources
+        .iter()
+        .filter_map(|source| source.clone().run(runtime.source_deps(), shutdown.clone()))
+        .map(tokio::spawn)
+        .collect();
     let retention = tokio::spawn(crate::retention::run(
         runtime.store.clone(),
         config.retention.clone(),

@@ -5,20 +5,17 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use switchyard_core::config::{BuiltinHandler, Config, ConfigErrors, HandlerSpec, SourceConfig};
+use switchyard_core::config::{BuiltinHandler, Config, ConfigErrors, HandlerSpec};
 use switchyard_store::{Store, StoreError};
 use tokio::sync::Notify;
 
 use crate::dispatch::{Dispatcher, Redactor, Slots, TriggerRuntime};
-use crate::handler::{Handler, Registry, Resources, S3Clients};
+use crate::handler::{Handler, Registry, Resources};
 use crate::handlers;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::router::Router;
-use crate::sources::SourceDeps;
-use crate::sources::cron::CronRuntime;
-use crate::sources::http::HttpSourceRuntime;
-use crate::sources::s3::{AwsClients, S3Runtime};
+use crate::sources::{self, BuildContext, Source, SourceDeps};
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +40,8 @@ pub(crate) struct EngineRuntime {
     pub ingest: Ingest,
     pub dispatcher: Arc<Dispatcher>,
     pub metrics: Arc<Metrics>,
-    pub http_sources: Vec<Arc<HttpSourceRuntime>>,
-    pub cron_sources: Vec<CronRuntime>,
-    pub s3_sources: Vec<S3Runtime>,
+    /// Every source that runs, built by its kind.
+    pub sources: Vec<Arc<dyn Source>>,
     pub router: Arc<Router>,
     pub wake: Arc<Notify>,
 }
@@ -90,16 +86,14 @@ impl EngineRuntime {
                 redactor: Redactor::new(trigger_secrets(&secrets, &trigger.handler)),
             });
         }
-        let mut s3_sources = Vec::new();
-        let mut s3_clients = S3Clients::default();
+        let mut context = BuildContext::default();
+        let mut built = Vec::new();
         for (name, source) in &config.sources {
-            if let SourceConfig::S3(s3) = source {
-                let clients = AwsClients::new(s3).await;
-                s3_clients.insert(name, clients.s3.clone());
-                s3_sources.extend(S3Runtime::new(name.clone(), s3.clone(), clients));
+            if let Some(kind) = sources::kind(source) {
+                built.extend(kind.build(name, &mut context).await);
             }
         }
-        resources.insert(s3_clients);
+        resources.insert(context.s3_clients);
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
             triggers,
@@ -114,32 +108,12 @@ impl EngineRuntime {
             dispatcher.clone(),
             wake.clone(),
         );
-        let http_sources = config
-            .sources
-            .iter()
-            .filter_map(|(name, source)| match source {
-                SourceConfig::Http(http) => {
-                    Some(Arc::new(HttpSourceRuntime::new(name.clone(), http.clone())))
-                }
-                _ => None,
-            })
-            .collect();
-        let cron_sources = config
-            .sources
-            .iter()
-            .filter_map(|(name, source)| match source {
-                SourceConfig::Cron(cron) => CronRuntime::new(name.clone(), cron.clone()),
-                _ => None,
-            })
-            .collect();
         Ok(Self {
             store,
             ingest,
             dispatcher,
             metrics,
-            http_sources,
-            cron_sources,
-            s3_sources,
+            sources: built,
             router,
             wake,
         })

@@ -24,7 +24,8 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::replay;
 use crate::runtime::EngineRuntime;
-use crate::sources::http::{self as http_source, Rejection, SourceState};
+use crate::sources::ListenerContext;
+use crate::sources::http::Rejection;
 
 #[derive(Clone)]
 struct AppState {
@@ -42,20 +43,16 @@ pub fn router(config: &Config, runtime: &EngineRuntime) -> Router {
         dispatcher: runtime.dispatcher.clone(),
         metrics: runtime.metrics.clone(),
     };
-    let mut app = Router::new();
-    for source in &runtime.http_sources {
-        let source_state = SourceState {
-            source: source.clone(),
-            ingest: runtime.ingest.clone(),
-            metrics: runtime.metrics.clone(),
-            body_timeout: config.http.body_timeout.get(),
-        };
-        app = app.route(
-            &source.config.path,
-            post(http_source::accept)
-                .put(http_source::accept)
-                .with_state(source_state),
-        );
+    let listener = ListenerContext {
+        ingest: runtime.ingest.clone(),
+        metrics: runtime.metrics.clone(),
+        body_timeout: config.http.body_timeout.get(),
+    };
+    let mut sources = Router::new();
+    for source in &runtime.sources {
+        if let Some(routes) = source.clone().routes(&listener) {
+            sources = sources.merge(routes);
+        }
     }
     let api = Router::new()
         .route("/events", get(list_events))
@@ -69,11 +66,13 @@ pub fn router(config: &Config, runtime: &EngineRuntime) -> Router {
             config.http.admin_token.clone(),
             protect_admin,
         ));
-    app.route("/healthz", get(|| async { "ok" }))
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .nest("/api", api)
         .with_state(state)
+        .merge(sources)
 }
 
 /// How long `/readyz` waits for the store to commit its probe before answering 503.

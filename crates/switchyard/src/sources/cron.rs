@@ -10,7 +10,10 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::future::BoxFuture;
 use serde_json::json;
 use switchyard_core::Event;
 use switchyard_core::config::CronSource;
@@ -18,7 +21,7 @@ use switchyard_core::schedule::{Schedule, plan_catch_up};
 use switchyard_store::Appended;
 use tokio_util::sync::CancellationToken;
 
-use super::{SourceDeps, retry};
+use super::{BuildContext, Source, SourceDeps, SourceKind, retry};
 
 /// Fires within this long after their time are on time, not missed: they are fired
 /// by the running loop rather than by the start-up catch-up.
@@ -27,6 +30,55 @@ const ON_TIME: Duration = Duration::from_secs(2);
 const MAX_RECORDED_SKIPS: usize = 10_000;
 /// The longest single sleep; the loop re-reads the clock after it.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+#[async_trait::async_trait]
+impl SourceKind for CronSource {
+    async fn build(&self, name: &str, _context: &mut BuildContext) -> Option<Arc<dyn Source>> {
+        let cron = CronRuntime::new(name.to_owned(), self.clone())?;
+        Some(Arc::new(cron))
+    }
+
+    /// The tick the schedule would fire now ([`CronRuntime::tick`]), whose
+    /// `data.payload` is `data` unless that is `{}` (then the configured payload, if
+    /// any), and with no dedupe key: the scheduled fire of the same time still happens.
+    fn synthetic_event(
+        &self,
+        name: &str,
+        ty: Option<String>,
+        data: serde_json::Value,
+    ) -> Result<Event, String> {
+        let runtime = CronRuntime {
+            name: name.to_owned(),
+            config: self.clone(),
+            schedule: Schedule::parse(&self.schedule, &self.timezone)
+                .map_err(|error| format!("source {name:?}: {error}"))?,
+        };
+        let now = Utc::now();
+        let mut tick = runtime.tick(now, now);
+        tick.dedupe_key = None;
+        if data != json!({})
+            && let Some(fields) = tick.data.as_mut()
+        {
+            fields["payload"] = data;
+        }
+        if let Some(ty) = ty {
+            tick.ty = ty;
+        }
+        Ok(tick)
+    }
+}
+
+impl Source for CronRuntime {
+    fn run(
+        self: Arc<Self>,
+        deps: SourceDeps,
+        shutdown: CancellationToken,
+    ) -> Option<BoxFuture<'static, ()>> {
+        Some(Box::pin(async move {
+            self.run_until_shutdown(deps, shutdown).await;
+        }))
+    }
+}
 
 /// One configured cron source, ready to run.
 pub struct CronRuntime {
@@ -71,7 +123,7 @@ impl CronRuntime {
 
     /// Runs until `shutdown`: first the catch-up of fires missed while no process ran,
     /// then each fire at its time.
-    pub async fn run(self, deps: SourceDeps, shutdown: CancellationToken) {
+    async fn run_until_shutdown(&self, deps: SourceDeps, shutdown: CancellationToken) {
         let Some(position) = retry(&shutdown, &self.name, "read the schedule position", || {
             deps.store.schedule_position(&self.name)
         })

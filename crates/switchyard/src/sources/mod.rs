@@ -4,6 +4,11 @@
 //! dedupe key and commits them (through [`crate::ingest::Ingest`], or straight to the
 //! store with [`SourceDeps`] when it commits state alongside), acknowledging upstream
 //! only once they are committed.
+//!
+//! A kind is its module plus one line in [`kind`]: its configuration implements
+//! [`SourceKind`] (build a configured source, shape a `switchyard send` event), and
+//! what it builds implements [`Source`] (routes on the shared listener, or a task of
+//! its own). The engine builds, serves and spawns every source through these traits.
 
 pub mod cron;
 pub mod http;
@@ -13,14 +18,81 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use switchyard_core::Event;
 use switchyard_core::config::{Config, SourceConfig};
 use switchyard_store::{Appended, NewEvent, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::handler::S3Clients;
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::router::Router;
+
+/// The kind of a configured source, or `None` for a kind that is not built (its
+/// configuration is refused by `validate`). Registering a kind is one arm here.
+pub fn kind(config: &SourceConfig) -> Option<&dyn SourceKind> {
+    match config {
+        SourceConfig::Http(http) => Some(http),
+        SourceConfig::Cron(cron) => Some(cron),
+        SourceConfig::S3(s3) => Some(s3),
+        SourceConfig::Postgres(_) => None,
+    }
+}
+
+/// A kind of source, implemented by its configuration struct.
+#[async_trait::async_trait]
+pub trait SourceKind: Send + Sync {
+    /// Builds the source `name` of this configuration, ready to serve or run, or `None`
+    /// when it does not run (a disabled schedule). Makes no request: the engine
+    /// builds every source before it starts any.
+    async fn build(&self, name: &str, context: &mut BuildContext) -> Option<Arc<dyn Source>>;
+
+    /// The event the source `name` would make, for `switchyard send` and the test kit:
+    /// its CloudEvents `source` and `type` (`ty`, else the kind's usual type) follow
+    /// the kind, and `data` is the event's data in the shape triggers filter on.
+    fn synthetic_event(
+        &self,
+        name: &str,
+        ty: Option<String>,
+        data: serde_json::Value,
+    ) -> Result<Event, String>;
+}
+
+/// What building a source may add to the engine: clients handlers get too.
+#[derive(Default)]
+pub struct BuildContext {
+    /// The S3 client of every `s3` source, which [`crate::Context::s3`] hands out.
+    pub s3_clients: S3Clients,
+}
+
+/// A built source: it answers requests on the shared listener, runs a task of its
+/// own, or both.
+pub trait Source: Send + Sync {
+    /// The routes it answers on the shared listener; `None` when it has none.
+    fn routes(self: Arc<Self>, _listener: &ListenerContext) -> Option<axum::Router> {
+        None
+    }
+
+    /// Its task, which the engine spawns once and which returns once `shutdown`
+    /// fires; `None` when it has none.
+    fn run(
+        self: Arc<Self>,
+        _deps: SourceDeps,
+        _shutdown: CancellationToken,
+    ) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
+}
+
+/// What a source's routes need: where to submit events and the listener's limits.
+pub struct ListenerContext {
+    pub ingest: Ingest,
+    pub metrics: Arc<Metrics>,
+    /// How long a request's whole body may take to arrive (`http.body_timeout`).
+    pub body_timeout: Duration,
+}
 
 /// What a source task that commits to the store itself needs from the engine.
 pub struct SourceDeps {
@@ -164,59 +236,32 @@ impl SourceDeps {
     }
 }
 
-/// An event as `source` would label it, for `switchyard send` and the test kit: its
-/// CloudEvents `source` and default `type` follow the source's kind, and `data` is
-/// used as it is (an HTTP source would wrap a request body in `{"body": ...}`, so a
-/// test that filters on `data.body.*` passes data of that shape).
-///
-/// A cron source makes the tick its schedule would fire now ([`cron::CronRuntime::tick`]),
-/// whose `data.payload` is `data` unless that is `{}` (then the configured payload, if
-/// any), and with no dedupe key: the scheduled fire of the same time still happens.
+/// An event as `source` would label it, for `switchyard send` and the test kit; see
+/// [`SourceKind::synthetic_event`]. A kind that is not built gets the CloudEvents
+/// `source` `KIND://NAME` and the type `KIND.event`.
 pub fn synthetic_event(
     config: &Config,
     source: &str,
     ty: Option<String>,
     data: serde_json::Value,
 ) -> Result<Event, String> {
-    let Some(kind) = config.sources.get(source) else {
+    let Some(source_config) = config.sources.get(source) else {
         let known: Vec<&str> = config.sources.keys().map(String::as_str).collect();
         return Err(format!(
             "unknown source {source:?} (defined: {})",
             known.join(", ")
         ));
     };
-    if let SourceConfig::Cron(cron) = kind {
-        let runtime = cron::CronRuntime {
-            name: source.to_owned(),
-            config: cron.clone(),
-            schedule: switchyard_core::schedule::Schedule::parse(&cron.schedule, &cron.timezone)
-                .map_err(|error| format!("source {source:?}: {error}"))?,
-        };
-        let now = chrono::Utc::now();
-        let mut tick = runtime.tick(now, now);
-        tick.dedupe_key = None;
-        if data != serde_json::json!({})
-            && let Some(fields) = tick.data.as_mut()
-        {
-            fields["payload"] = data;
+    match kind(source_config) {
+        Some(kind) => kind.synthetic_event(source, ty, data),
+        None => {
+            let kind = source_config.kind();
+            Ok(Event::new(
+                source,
+                format!("{kind}://{source}"),
+                ty.unwrap_or_else(|| format!("{kind}.event")),
+            )
+            .with_json(data))
         }
-        if let Some(ty) = ty {
-            tick.ty = ty;
-        }
-        return Ok(tick);
     }
-    let (ce_source, default_type) = match kind {
-        SourceConfig::Http(http) => (http.path.clone(), http.ty.clone()),
-        SourceConfig::S3(s3) => (
-            format!("s3://{}", s3.bucket),
-            switchyard_core::config::ObjectChange::Created
-                .event_type()
-                .to_owned(),
-        ),
-        other => (
-            format!("{}://{source}", other.kind()),
-            format!("{}.event", other.kind()),
-        ),
-    };
-    Ok(Event::new(source, ce_source, ty.unwrap_or(default_type)).with_json(data))
 }

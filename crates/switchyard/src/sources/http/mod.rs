@@ -16,12 +16,37 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use switchyard_core::Event;
 use switchyard_core::HumanDuration;
 use switchyard_core::config::HttpSource;
 use switchyard_store::Appended;
 
+use super::{BuildContext, ListenerContext, Source, SourceKind};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+
+#[async_trait::async_trait]
+impl SourceKind for HttpSource {
+    async fn build(&self, name: &str, _context: &mut BuildContext) -> Option<Arc<dyn Source>> {
+        Some(Arc::new(HttpSourceRuntime::new(
+            name.to_owned(),
+            self.clone(),
+        )))
+    }
+
+    /// An event from the source's `path`, of its configured `type`. `data` is used as
+    /// it is: a request's body would be wrapped in `{"body": ...}`, so a test that
+    /// filters on `data.body.*` passes data of that shape.
+    fn synthetic_event(
+        &self,
+        name: &str,
+        ty: Option<String>,
+        data: serde_json::Value,
+    ) -> Result<Event, String> {
+        let ty = ty.unwrap_or_else(|| self.ty.clone());
+        Ok(Event::new(name, self.path.clone(), ty).with_json(data))
+    }
+}
 
 /// One configured HTTP source, ready to accept requests.
 pub struct HttpSourceRuntime {
@@ -45,6 +70,23 @@ impl HttpSourceRuntime {
             config,
             secret_headers,
         }
+    }
+}
+
+impl Source for HttpSourceRuntime {
+    /// `POST` and `PUT` on its `path`.
+    fn routes(self: Arc<Self>, listener: &ListenerContext) -> Option<axum::Router> {
+        let path = self.config.path.clone();
+        let state = SourceState {
+            source: self,
+            ingest: listener.ingest.clone(),
+            metrics: listener.metrics.clone(),
+            body_timeout: listener.body_timeout,
+        };
+        Some(axum::Router::new().route(
+            &path,
+            axum::routing::post(accept).put(accept).with_state(state),
+        ))
     }
 }
 

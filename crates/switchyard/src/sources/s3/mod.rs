@@ -21,9 +21,11 @@ mod notification;
 mod polling;
 mod queue;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::future::BoxFuture;
 use serde_json::json;
 use switchyard_core::Event;
 use switchyard_core::config::{ObjectChange, S3Mode, S3Source};
@@ -31,7 +33,42 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use client::AwsClients;
 
-use super::SourceDeps;
+use super::{BuildContext, Source, SourceDeps, SourceKind};
+
+#[async_trait::async_trait]
+impl SourceKind for S3Source {
+    /// Builds the source's AWS clients too, and shares its S3 client with handlers
+    /// through `context`.
+    async fn build(&self, name: &str, context: &mut BuildContext) -> Option<Arc<dyn Source>> {
+        let clients = AwsClients::new(self).await;
+        context.s3_clients.insert(name, clients.s3.clone());
+        let s3 = S3Runtime::new(name.to_owned(), self.clone(), clients)?;
+        Some(Arc::new(s3))
+    }
+
+    /// An `s3.object.created` event from `s3://BUCKET`.
+    fn synthetic_event(
+        &self,
+        name: &str,
+        ty: Option<String>,
+        data: serde_json::Value,
+    ) -> Result<Event, String> {
+        let ty = ty.unwrap_or_else(|| ObjectChange::Created.event_type().to_owned());
+        Ok(Event::new(name, format!("s3://{}", self.bucket), ty).with_json(data))
+    }
+}
+
+impl Source for S3Runtime {
+    fn run(
+        self: Arc<Self>,
+        deps: SourceDeps,
+        shutdown: CancellationToken,
+    ) -> Option<BoxFuture<'static, ()>> {
+        Some(Box::pin(async move {
+            self.run_until_shutdown(deps, shutdown).await;
+        }))
+    }
+}
 
 /// One configured `s3` source, ready to run.
 pub struct S3Runtime {
@@ -67,13 +104,13 @@ impl S3Runtime {
     }
 
     /// Runs until `shutdown`: receives notifications, or polls the bucket.
-    pub async fn run(self, deps: SourceDeps, shutdown: CancellationToken) {
+    async fn run_until_shutdown(&self, deps: SourceDeps, shutdown: CancellationToken) {
         match &self.ingress {
             Ingress::Notifications { queue_url } => {
-                queue::run(&self, queue_url, &deps, &shutdown).await;
+                queue::run(self, queue_url, &deps, &shutdown).await;
             }
             Ingress::Polling { interval } => {
-                polling::run(&self, *interval, &deps, &shutdown).await;
+                polling::run(self, *interval, &deps, &shutdown).await;
             }
         }
     }
