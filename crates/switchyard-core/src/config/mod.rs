@@ -12,7 +12,6 @@
 mod handler;
 mod interpolate;
 mod retention;
-mod s3;
 mod secret;
 mod secrets;
 mod source;
@@ -30,11 +29,10 @@ pub use handler::{
 };
 pub use interpolate::{Environment, PlaceholderEnv, ProcessEnv, interpolate};
 pub use retention::{RetainedTable, RetentionConfig, RetentionPeriod, SourceRetention};
-pub use s3::{ObjectChange, S3EventFilter, S3Mode, S3Polling, S3Source};
 pub use secret::Secret;
 pub use source::{
-    ByteSize, CronSource, HmacAlgorithm, HmacVerify, HttpSource, SignatureEncoding, SourceConfig,
-    Verify,
+    ByteSize, CronSource, HmacAlgorithm, HmacVerify, HttpSource, ObjectChange, S3EventFilter,
+    S3Mode, S3Polling, S3Source, SignatureEncoding, SourceConfig, Verify,
 };
 
 pub use crate::redact::redact_url;
@@ -460,60 +458,16 @@ impl Config {
             );
         }
 
-        let mut http_paths: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut shared = source::SharedChecks::default();
         for (name, source) in &self.sources {
             let at = format!("sources.{name}");
             check_name(&at, name, &mut err);
-            match source {
-                SourceConfig::Http(http) => {
-                    if let Some(Verify::StandardWebhooks { secret, .. }) = &http.verify
-                        && !source::is_standard_webhooks_secret(secret.expose())
-                    {
-                        err(
-                            format!("{at}.http.verify.standard_webhooks.secret"),
-                            "is not whsec_ followed by a base64 key".into(),
-                        );
-                    }
-                    let path_at = format!("{at}.http.path");
-                    if !http.path.starts_with('/') {
-                        err(path_at, format!("{:?} must start with /", http.path));
-                    } else if RESERVED_PATHS
-                        .iter()
-                        .any(|r| http.path == *r || http.path.starts_with(&format!("{r}/")))
-                    {
-                        err(
-                            path_at,
-                            format!("{:?} is reserved for Switchyard itself", http.path),
-                        );
-                    } else if let Some(previous) = http_paths.insert(&http.path, name) {
-                        err(
-                            path_at,
-                            format!("{:?} is already used by source {previous:?}", http.path),
-                        );
-                    }
-                }
-                SourceConfig::Cron(cron) => {
-                    if let Err(e) = crate::schedule::Schedule::parse(&cron.schedule, &cron.timezone)
-                    {
-                        let field = match e {
-                            crate::schedule::ScheduleError::Expression(_) => "schedule",
-                            crate::schedule::ScheduleError::TimeZone(_) => "timezone",
-                        };
-                        err(format!("{at}.cron.{field}"), e.to_string());
-                    }
-                    // Every tick carries the payload; the event log must be able to hold it.
-                    if let Some(payload) = &cron.data {
-                        let tick =
-                            crate::Event::new(name.as_str(), "", "").with_json(payload.clone());
-                        if let Err(unstorable) = tick.check_storable() {
-                            err(format!("{at}.cron.data"), unstorable.to_string());
-                        }
-                    }
-                }
-                SourceConfig::S3(s3) => s3.check(&format!("{at}.s3"), &mut err),
-                other => err(
-                    format!("{at}.{}", other.kind()),
-                    format!("source kind {:?} is not supported yet", other.kind()),
+            let kind_at = format!("{at}.{}", source.kind());
+            match source.settings() {
+                Some(settings) => settings.check(name, &kind_at, &mut shared, &mut err),
+                None => err(
+                    kind_at,
+                    format!("source kind {:?} is not supported yet", source.kind()),
                 ),
             }
         }

@@ -1,7 +1,7 @@
 //! Every secret value a configuration holds, so that text from outside (a handler's
 //! output) can be cleared of them before it is stored.
 
-use super::{BuiltinHandler, Config, HandlerSpec, SourceConfig, Verify};
+use super::{BuiltinHandler, Config, HandlerSpec, SourceConfig};
 use crate::redact::{is_secret, url_credentials};
 
 impl Config {
@@ -16,28 +16,9 @@ impl Config {
         if let Some(token) = &self.http.admin_token {
             secret(token.expose());
         }
-        for source in self.sources.values() {
-            match source {
-                SourceConfig::Http(http) => match &http.verify {
-                    Some(
-                        Verify::Github { secret: s }
-                        | Verify::Stripe { secret: s, .. }
-                        | Verify::StandardWebhooks { secret: s, .. }
-                        | Verify::Slack { secret: s, .. }
-                        | Verify::Bearer { token: s },
-                    ) => secret(s.expose()),
-                    Some(Verify::Hmac(hmac)) => secret(hmac.secret.expose()),
-                    None => {}
-                },
-                SourceConfig::S3(s3) => {
-                    for key in [&s3.access_key_id, &s3.secret_access_key]
-                        .into_iter()
-                        .flatten()
-                    {
-                        secret(key.expose());
-                    }
-                }
-                SourceConfig::Postgres(_) | SourceConfig::Cron(_) => {}
+        for settings in self.sources.values().filter_map(SourceConfig::settings) {
+            for value in settings.secrets() {
+                secret(value.expose());
             }
         }
         for trigger in self.triggers.values() {

@@ -1,37 +1,10 @@
-//! What users write under `sources:`. One enum variant per source kind.
+//! `http:` — requests on a path of the shared listener become events.
 
 use serde::Deserialize;
 
-use super::{S3Source, Secret};
+use super::{ByteSize, SharedChecks, SourceSettings};
 use crate::HumanDuration;
-use crate::schedule::CatchUp;
-
-/// A source: exactly one kind key, holding that kind's settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// Webhooks and plain HTTP requests on a path of the shared listener.
-    Http(HttpSource),
-    /// Objects created in or removed from an S3 bucket, from its event notifications
-    /// through SQS, or by listing the bucket.
-    S3(S3Source),
-    /// Postgres row changes by logical replication; not built yet.
-    Postgres(serde_json::Value),
-    /// A cron schedule: fires `cron.tick` events, exactly once per scheduled time.
-    Cron(CronSource),
-}
-
-impl SourceConfig {
-    /// The YAML key of this kind.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Http(_) => "http",
-            Self::S3(_) => "s3",
-            Self::Postgres(_) => "postgres",
-            Self::Cron(_) => "cron",
-        }
-    }
-}
+use crate::config::{RESERVED_PATHS, Secret};
 
 /// `http:` — requests to `path` become events.
 #[derive(Clone, Debug, Deserialize)]
@@ -54,43 +27,56 @@ pub struct HttpSource {
     pub ty: String,
 }
 
-/// `cron:` — a schedule that fires `cron.tick` events.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CronSource {
-    /// A 5-field (minutes) or 6-field (seconds first) cron expression, or an alias such
-    /// as `@hourly` or `@daily`.
-    pub schedule: String,
-    /// The IANA time zone the expression is read in.
-    #[serde(default = "default_timezone")]
-    pub timezone: String,
-    /// What happens to fires missed while every process was down.
-    #[serde(default)]
-    pub catch_up: CatchUp,
-    /// With `catch_up: all`, fire at most this many missed fires (the most recent).
-    #[serde(default = "default_max_catch_up")]
-    pub max_catch_up: u32,
-    /// Missed fires older than this are skipped, whatever `catch_up` says.
-    #[serde(default)]
-    pub max_age: Option<HumanDuration>,
-    /// Static JSON added to every tick as `data.payload`.
-    #[serde(default)]
-    pub data: Option<serde_json::Value>,
-    /// A disabled schedule does not fire.
-    #[serde(default = "default_enabled")]
-    pub enabled: bool,
-}
+impl SourceSettings for HttpSource {
+    fn check(
+        &self,
+        name: &str,
+        at: &str,
+        shared: &mut SharedChecks,
+        err: &mut dyn FnMut(String, String),
+    ) {
+        if let Some(Verify::StandardWebhooks { secret, .. }) = &self.verify
+            && !is_standard_webhooks_secret(secret.expose())
+        {
+            err(
+                format!("{at}.verify.standard_webhooks.secret"),
+                "is not whsec_ followed by a base64 key".into(),
+            );
+        }
+        let path_at = format!("{at}.path");
+        if !self.path.starts_with('/') {
+            err(path_at, format!("{:?} must start with /", self.path));
+        } else if RESERVED_PATHS
+            .iter()
+            .any(|r| self.path == *r || self.path.starts_with(&format!("{r}/")))
+        {
+            err(
+                path_at,
+                format!("{:?} is reserved for Switchyard itself", self.path),
+            );
+        } else if let Some(previous) = shared.paths.get(&self.path) {
+            err(
+                path_at,
+                format!("{:?} is already used by source {previous:?}", self.path),
+            );
+        } else {
+            shared.paths.insert(self.path.clone(), name.to_owned());
+        }
+    }
 
-fn default_timezone() -> String {
-    "UTC".to_owned()
-}
-
-fn default_max_catch_up() -> u32 {
-    100
-}
-
-fn default_enabled() -> bool {
-    true
+    fn secrets(&self) -> Vec<&Secret> {
+        match &self.verify {
+            Some(
+                Verify::Github { secret }
+                | Verify::Stripe { secret, .. }
+                | Verify::StandardWebhooks { secret, .. }
+                | Verify::Slack { secret, .. }
+                | Verify::Bearer { token: secret },
+            ) => vec![secret],
+            Some(Verify::Hmac(hmac)) => vec![&hmac.secret],
+            None => Vec::new(),
+        }
+    }
 }
 
 fn default_body_limit() -> ByteSize {
@@ -178,41 +164,4 @@ pub enum SignatureEncoding {
     #[default]
     Hex,
     Base64,
-}
-
-/// A size in bytes, written as `512`, `64KiB`, `1MiB`, `1MB`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        let text = match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => return Ok(Self(n)),
-            Raw::Text(text) => text,
-        };
-        let digits = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let unit = match text[digits..].trim() {
-            "" | "B" => 1,
-            "KB" => 1_000,
-            "KiB" => 1 << 10,
-            "MB" => 1_000_000,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            _ => 0,
-        };
-        match text[..digits].parse::<u64>() {
-            Ok(n) if unit > 0 => Ok(Self(n * unit)),
-            _ => Err(serde::de::Error::custom(format!(
-                "{text:?} is not a size (try 512KiB or 1MiB)"
-            ))),
-        }
-    }
 }

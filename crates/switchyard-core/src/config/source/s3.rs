@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Deserializer};
 
-use super::Secret;
+use super::{Secret, SharedChecks, SourceSettings};
 use crate::HumanDuration;
 
 /// `s3:` — objects created in or removed from a bucket become `s3.object.created` and
@@ -150,10 +150,16 @@ impl S3Source {
             && key.ends_with(&self.suffix)
             && (self.events.is_empty() || self.events.iter().any(|f| f.matches(change, event_name)))
     }
+}
 
-    /// The checks `Config::validate` runs on an `s3` source at `at` (its
-    /// `sources.NAME.s3` path). Pure: nothing is contacted.
-    pub(super) fn check(&self, at: &str, err: &mut impl FnMut(String, String)) {
+impl SourceSettings for S3Source {
+    fn check(
+        &self,
+        _name: &str,
+        at: &str,
+        _shared: &mut SharedChecks,
+        err: &mut dyn FnMut(String, String),
+    ) {
         if self.bucket.trim().is_empty() {
             err(format!("{at}.bucket"), "is empty".into());
         }
@@ -224,6 +230,13 @@ impl S3Source {
                 format!("{role:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
             );
         }
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        [&self.access_key_id, &self.secret_access_key]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 
