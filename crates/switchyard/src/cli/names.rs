@@ -3,9 +3,10 @@
 //! than a filter that quietly matches nothing.
 
 use chrono::{DateTime, Utc};
-use switchyard_core::config::{Config, ObjectChange, SourceConfig};
+use switchyard_core::config::Config;
 
 use super::CliError;
+use crate::sources;
 
 /// `name` is a source of `config`.
 pub fn source(config: &Config, name: &str) -> Result<(), CliError> {
@@ -51,20 +52,18 @@ pub fn replay_trigger(config: &Config, name: &str, source: Option<&str>) -> Resu
 }
 
 /// `ty` is a type the sources in question (`source`, or every source) can produce.
-/// Only checked when each of them has a fixed set of types: an HTTP source takes
-/// CloudEvents of any type, and a `postgres` source is not built yet.
+/// Only checked when each of them has a fixed set of types (its kind's
+/// `event_types`): an HTTP source takes CloudEvents of any type, and a `postgres`
+/// source is not built yet.
 pub fn event_type(config: &Config, source: Option<&str>, ty: &str) -> Result<(), CliError> {
     let mut known: Vec<&str> = Vec::new();
     for (name, kind) in &config.sources {
         if source.is_some_and(|s| s != name) {
             continue;
         }
-        match kind {
-            SourceConfig::Cron(_) => known.push("cron.tick"),
-            SourceConfig::S3(_) => known.extend(
-                [ObjectChange::Created, ObjectChange::Removed].map(ObjectChange::event_type),
-            ),
-            SourceConfig::Http(_) | SourceConfig::Postgres(_) => return Ok(()),
+        match sources::kind(kind).and_then(|kind| kind.event_types()) {
+            Some(types) => known.extend(types),
+            None => return Ok(()),
         }
     }
     known.sort_unstable();

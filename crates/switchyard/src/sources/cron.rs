@@ -38,6 +38,10 @@ impl SourceKind for CronSource {
         Some(Arc::new(cron))
     }
 
+    fn event_types(&self) -> Option<Vec<&'static str>> {
+        Some(vec!["cron.tick"])
+    }
+
     /// The tick the schedule would fire now ([`CronRuntime::tick`]), whose
     /// `data.payload` is `data` unless that is `{}` (then the configured payload, if
     /// any), and with no dedupe key: the scheduled fire of the same time still happens.

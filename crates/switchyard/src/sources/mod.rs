@@ -49,6 +49,11 @@ pub trait SourceKind: Send + Sync {
     /// builds every source before it starts any.
     async fn build(&self, name: &str, context: &mut BuildContext) -> Option<Arc<dyn Source>>;
 
+    /// The types of the events its sources make, or `None` when they may make any
+    /// (an HTTP source takes CloudEvents of any type); `switchyard events --type`
+    /// checks a type against them.
+    fn event_types(&self) -> Option<Vec<&'static str>>;
+
     /// The event the source `name` would make, for `switchyard send` and the test kit:
     /// its CloudEvents `source` and `type` (`ty`, else the kind's usual type) follow
     /// the kind, and `data` is the event's data in the shape triggers filter on.

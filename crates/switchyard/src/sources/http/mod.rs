@@ -34,6 +34,10 @@ impl SourceKind for HttpSource {
         )))
     }
 
+    fn event_types(&self) -> Option<Vec<&'static str>> {
+        None
+    }
+
     /// An event from the source's `path`, of its configured `type`. `data` is used as
     /// it is: a request's body would be wrapped in `{"body": ...}`, so a test that
     /// filters on `data.body.*` passes data of that shape.

@@ -46,6 +46,13 @@ impl SourceKind for S3Source {
         Some(Arc::new(s3))
     }
 
+    fn event_types(&self) -> Option<Vec<&'static str>> {
+        Some(vec![
+            ObjectChange::Created.event_type(),
+            ObjectChange::Removed.event_type(),
+        ])
+    }
+
     /// An `s3.object.created` event from `s3://BUCKET`.
     fn synthetic_event(
         &self,
