@@ -42,12 +42,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
 const HTTP_SOURCE: &str = "sources: { jobs: { http: { path: /jobs } } }\ntriggers: { t: { source: jobs, handler: { command: { program: \"true\" } } } }\n";
 
-const READ_ONLY: [&[&str]; 8] = [
+const READ_ONLY: [&[&str]; 9] = [
     &["events"],
     &["event", "0190a0f0-0000-7000-8000-000000000001"],
     &["dlq", "list"],
     &["dlq", "show", "1"],
     &["schedules"],
+    &["sources"],
     &["rejected"],
     &["replay", "--since", "2026-01-01T00:00:00Z"],
     &["send", "jobs"],
@@ -418,4 +419,166 @@ async fn send_to_a_cron_source_makes_a_tick() {
     assert!(event["data"]["fired_at"].is_string(), "{shown}");
     // The scheduled fire of that time is not taken for a duplicate of it.
     assert!(shown["dedupe_key"].is_null(), "{shown}");
+}
+
+/// The `state` of source `name` in `switchyard sources --json`.
+fn state_of(sources: &serde_json::Value, name: &str) -> serde_json::Value {
+    let source = sources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == name)
+        .unwrap_or_else(|| panic!("{name} is listed: {sources}"));
+    source["state"].clone()
+}
+
+fn utc(value: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap())
+        .unwrap()
+        .to_utc()
+}
+
+#[tokio::test]
+async fn sources_shows_every_source_with_its_state() {
+    let moto = crate::s3::Moto::connect().await;
+    let bucket = moto.bucket().await;
+    let queue = moto.queue().await;
+    moto.put(&bucket, "a.txt", "one").await;
+    let url = fresh_store(Backend::Sqlite).await;
+    let dir = Workdir::new();
+    let port = free_port();
+    let yaml = format!(
+        "sources:
+  hooks: {{ http: {{ path: /hooks, verify: {{ github: {{ secret: hook-secret-value }} }} }} }}
+  inbox: {{ s3: {} }}
+  listing: {{ s3: {} }}
+  off: {{ cron: {{ schedule: \"0 0 1 1 *\", enabled: false }} }}
+  tick: {{ cron: {{ schedule: \"* * * * * *\", timezone: Europe/Berlin }} }}
+triggers: {{ t: {{ source: hooks, handler: log }} }}
+",
+        moto.source(&bucket, &format!("queue_url: \"{queue}\"")),
+        moto.source(&bucket, "mode: { polling: { interval: 200ms } }"),
+    );
+    let config = dir.config(&url, port, &yaml);
+    ok(&config, &["migrate"]);
+
+    let text = ok(&config, &["sources", "--json"]);
+    assert!(!text.contains("hook-secret-value"), "{text}");
+    assert!(!text.contains("\"test\""), "no credentials: {text}");
+    let sources: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let names: Vec<&str> = sources
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hooks", "inbox", "listing", "off", "tick"]);
+    let kinds: Vec<&str> = sources
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["http", "s3", "s3", "cron", "cron"]);
+    assert_eq!(
+        state_of(&sources, "hooks"),
+        serde_json::json!({"path": "/hooks", "verify": "github", "type": "http.request"})
+    );
+    assert_eq!(
+        state_of(&sources, "inbox"),
+        serde_json::json!({"bucket": bucket, "mode": "notifications", "queue_url": queue})
+    );
+    assert_eq!(
+        state_of(&sources, "listing"),
+        serde_json::json!({"bucket": bucket, "mode": "polling", "interval": "200ms", "listed_objects": null})
+    );
+    let off = state_of(&sources, "off");
+    assert_eq!(off["enabled"], false, "{off}");
+    assert!(
+        off["next_fire"].is_null(),
+        "a disabled schedule never fires: {off}"
+    );
+    let tick = state_of(&sources, "tick");
+    assert_eq!(tick["schedule"], "* * * * * *", "{tick}");
+    assert_eq!(tick["timezone"], "Europe/Berlin", "{tick}");
+    assert!(tick["last_fire"].is_null(), "nothing fired yet: {tick}");
+    assert!(utc(&tick["next_fire"]) > chrono::Utc::now() - chrono::Duration::seconds(1));
+    // The fields keep their order in the JSON text.
+    let order: Vec<usize> = [
+        "\"schedule\"",
+        "\"timezone\"",
+        "\"enabled\"",
+        "\"next_fire\"",
+        "\"last_fire\"",
+    ]
+    .iter()
+    .map(|field| text.rfind(field).unwrap())
+    .collect();
+    assert!(order.is_sorted(), "{text}");
+
+    let table = at_width(&config, &["sources"], "300");
+    let row = |name: &str| row_of(&table, name);
+    assert!(table.starts_with("source"), "{table}");
+    assert!(
+        row("hooks") == "hooks    http  path=/hooks  verify=github  type=http.request",
+        "{table}"
+    );
+    assert!(
+        row("tick")
+            .contains("schedule=\"* * * * * *\"  timezone=Europe/Berlin  enabled=true  next_fire="),
+        "{table}"
+    );
+    assert!(row("tick").ends_with("last_fire=-"), "{table}");
+    assert!(
+        row("listing").ends_with("interval=200ms  listed_objects=-"),
+        "{table}"
+    );
+    assert!(row("off").contains("enabled=false  next_fire=-"), "{table}");
+
+    // A running engine fires the schedule and saves the listing; the command, with the
+    // engine still running or not, reads both from the store.
+    let before = chrono::Utc::now();
+    let engine = crate::crash::spawn(&config);
+    crate::crash::wait_ready(port).await;
+    let sources = crate::support::eventually(
+        std::time::Duration::from_secs(30),
+        "a fire and a listing",
+        || {
+            let config = config.clone();
+            async move {
+                let sources: serde_json::Value =
+                    serde_json::from_str(&ok(&config, &["sources", "--json"])).unwrap();
+                let fired = !state_of(&sources, "tick")["last_fire"].is_null();
+                let listed = state_of(&sources, "listing")["listed_objects"] == 1;
+                (fired && listed).then_some(sources)
+            }
+        },
+    )
+    .await;
+    drop(engine);
+    assert_eq!(state_of(&sources, "listing")["listed_objects"], 1);
+    // Nothing runs now: the JSON and the table agree on the last fire.
+    let sources: serde_json::Value =
+        serde_json::from_str(&ok(&config, &["sources", "--json"])).unwrap();
+    let tick = state_of(&sources, "tick");
+    let last = utc(&tick["last_fire"]);
+    assert!(last >= before - chrono::Duration::seconds(1), "{tick}");
+    assert!(last <= chrono::Utc::now(), "{tick}");
+    assert!(utc(&tick["next_fire"]) > last, "{tick}");
+    let table = at_width(&config, &["sources"], "300");
+    let last_fire = format!("last_fire={}", tick["last_fire"].as_str().unwrap());
+    assert!(row_of(&table, "tick").ends_with(&last_fire), "{table}");
+    assert!(
+        row_of(&table, "listing").ends_with("listed_objects=1"),
+        "{table}"
+    );
+}
+
+/// The row of source `name` in a `switchyard sources` table.
+fn row_of(table: &str, name: &str) -> String {
+    table
+        .lines()
+        .find(|line| line.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no row for {name}: {table}"))
+        .to_owned()
 }

@@ -1,5 +1,5 @@
 //! The command line: `run`, `validate`, `migrate`, `events`, `event`, `explain`, `dlq`,
-//! `replay`, `send`, `schedules`, `rejected` and `retention`. Every command prints
+//! `replay`, `send`, `schedules`, `sources`, `rejected` and `retention`. Every command prints
 //! tables by default and JSON with `--json`; errors are one line on stderr and a
 //! non-zero exit.
 
@@ -8,6 +8,7 @@ mod names;
 mod output;
 mod retention;
 mod schedules;
+mod sources;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -72,6 +73,9 @@ enum Command {
     Send(SendArgs),
     /// Cron sources: next fires, last fires with their lateness, skipped fires.
     Schedules(schedules::SchedulesArgs),
+    /// Every source with its kind and state: an HTTP source's path, a schedule's next
+    /// and last fire, an S3 source's queue or saved listing.
+    Sources(sources::SourcesArgs),
     /// Inputs sources received but could not turn into events (quarantined S3
     /// notifications), newest first.
     Rejected(inspect::RejectedArgs),
@@ -215,6 +219,10 @@ async fn execute(plugins: Plugins, command: Command) -> CliResult {
         Command::Schedules(args) => {
             let config = load(&plugins, &args.config)?;
             schedules::schedules(&config, &*open_store(&config).await?, args).await
+        }
+        Command::Sources(args) => {
+            let config = load(&plugins, &args.config)?;
+            sources::sources(&config, &*open_store(&config).await?, args).await
         }
         Command::Rejected(args) => {
             let config = load(&plugins, &args.config)?;

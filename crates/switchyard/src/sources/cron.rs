@@ -18,10 +18,10 @@ use serde_json::json;
 use switchyard_core::Event;
 use switchyard_core::config::CronSource;
 use switchyard_core::schedule::{Schedule, plan_catch_up};
-use switchyard_store::Appended;
+use switchyard_store::{Appended, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use super::{BuildContext, Source, SourceDeps, SourceKind, retry};
+use super::{BuildContext, Source, SourceDeps, SourceKind, StatusFields, retry};
 
 /// Fires within this long after their time are on time, not missed: they are fired
 /// by the running loop rather than by the start-up catch-up.
@@ -70,6 +70,30 @@ impl SourceKind for CronSource {
         }
         Ok(tick)
     }
+
+    /// Its schedule and time zone, whether it is enabled, its next fire from now (UTC,
+    /// `null` when disabled or when the schedule has no further fire), and its last
+    /// fire: the schedule's stored position, the latest scheduled time fired or
+    /// skipped (`null` before the first).
+    async fn status(&self, name: &str, store: &dyn Store) -> Result<StatusFields, StoreError> {
+        let next = Schedule::parse(&self.schedule, &self.timezone)
+            .ok()
+            .filter(|_| self.enabled)
+            .and_then(|schedule| schedule.next_after(Utc::now()))
+            .map(|next| rfc3339(next.with_timezone(&Utc)));
+        let last = store.schedule_position(name).await?.map(rfc3339);
+        Ok(vec![
+            ("schedule", json!(self.schedule)),
+            ("timezone", json!(self.timezone)),
+            ("enabled", json!(self.enabled)),
+            ("next_fire", json!(next)),
+            ("last_fire", json!(last)),
+        ])
+    }
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl Source for CronRuntime {

@@ -8,7 +8,8 @@
 //! A kind is its module plus one line in [`kind`]: its configuration implements
 //! [`SourceKind`] (build a configured source, shape a `switchyard send` event), and
 //! what it builds implements [`Source`] (routes on the shared listener, or a task of
-//! its own). The engine builds, serves and spawns every source through these traits.
+//! its own). The engine builds, serves and spawns every source through these traits;
+//! `switchyard sources` asks each kind for a source's [`SourceKind::status`].
 
 pub mod cron;
 pub mod http;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use serde::Serialize;
 use switchyard_core::Event;
 use switchyard_core::config::{Config, SourceConfig};
 use switchyard_store::{Appended, NewEvent, Store, StoreError};
@@ -63,6 +65,50 @@ pub trait SourceKind: Send + Sync {
         ty: Option<String>,
         data: serde_json::Value,
     ) -> Result<Event, String>;
+
+    /// The state of the source `name` as its configuration and `store` tell it, for
+    /// `switchyard sources`: named fields in the order they are shown. Reads the store
+    /// only; builds, starts and contacts nothing, so it works with no engine running.
+    async fn status(&self, name: &str, store: &dyn Store) -> Result<StatusFields, StoreError>;
+}
+
+/// A source's state: `(field, value)` pairs in the order they are shown. A value is
+/// `null` when there is nothing to show (no position stored yet).
+pub type StatusFields = Vec<(&'static str, serde_json::Value)>;
+
+/// One source as `switchyard sources` shows it: its name, its kind (the YAML key) and
+/// its [`SourceKind::status`], which serializes as an object with the fields in order.
+#[derive(Debug, Serialize)]
+pub struct SourceState {
+    pub source: String,
+    pub kind: &'static str,
+    #[serde(serialize_with = "ordered_fields")]
+    pub state: StatusFields,
+}
+
+fn ordered_fields<S: serde::Serializer>(
+    fields: &StatusFields,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(fields.iter().map(|(field, value)| (field, value)))
+}
+
+/// The state of every configured source, in name order. A kind that is not built has
+/// no fields.
+pub async fn states(config: &Config, store: &dyn Store) -> Result<Vec<SourceState>, StoreError> {
+    let mut states = Vec::with_capacity(config.sources.len());
+    for (name, source) in &config.sources {
+        let state = match kind(source) {
+            Some(kind) => kind.status(name, store).await?,
+            None => Vec::new(),
+        };
+        states.push(SourceState {
+            source: name.clone(),
+            kind: source.kind(),
+            state,
+        });
+    }
+    Ok(states)
 }
 
 /// What building a source may add to the engine: clients handlers get too.

@@ -119,6 +119,20 @@ pub enum Verify {
     Bearer { token: Secret },
 }
 
+impl Verify {
+    /// The YAML key of this preset, such as `github`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Github { .. } => "github",
+            Self::Stripe { .. } => "stripe",
+            Self::StandardWebhooks { .. } => "standard_webhooks",
+            Self::Slack { .. } => "slack",
+            Self::Hmac(_) => "hmac",
+            Self::Bearer { .. } => "bearer",
+        }
+    }
+}
+
 /// Whether `secret` is a Standard Webhooks secret: an optional `whsec_` prefix and a
 /// non-empty base64 key.
 pub fn is_standard_webhooks_secret(secret: &str) -> bool {

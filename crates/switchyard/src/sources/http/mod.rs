@@ -18,10 +18,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use switchyard_core::Event;
 use switchyard_core::HumanDuration;
-use switchyard_core::config::HttpSource;
-use switchyard_store::Appended;
+use switchyard_core::config::{HttpSource, Verify};
+use switchyard_store::{Appended, Store, StoreError};
 
-use super::{BuildContext, ListenerContext, Source, SourceKind};
+use super::{BuildContext, ListenerContext, Source, SourceKind, StatusFields};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 
@@ -49,6 +49,16 @@ impl SourceKind for HttpSource {
     ) -> Result<Event, String> {
         let ty = ty.unwrap_or_else(|| self.ty.clone());
         Ok(Event::new(name, self.path.clone(), ty).with_json(data))
+    }
+
+    /// Its path, its verification preset (`none` without one) and its event type.
+    async fn status(&self, _name: &str, _store: &dyn Store) -> Result<StatusFields, StoreError> {
+        let verify = self.verify.as_ref().map_or("none", Verify::kind);
+        Ok(vec![
+            ("path", json!(self.path)),
+            ("verify", json!(verify)),
+            ("type", json!(self.ty)),
+        ])
     }
 }
 

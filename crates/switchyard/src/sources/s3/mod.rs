@@ -29,11 +29,12 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use switchyard_core::Event;
 use switchyard_core::config::{ObjectChange, S3Mode, S3Source};
+use switchyard_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use client::AwsClients;
 
-use super::{BuildContext, Source, SourceDeps, SourceKind};
+use super::{BuildContext, Source, SourceDeps, SourceKind, StatusFields};
 
 #[async_trait::async_trait]
 impl SourceKind for S3Source {
@@ -62,6 +63,27 @@ impl SourceKind for S3Source {
     ) -> Result<Event, String> {
         let ty = ty.unwrap_or_else(|| ObjectChange::Created.event_type().to_owned());
         Ok(Event::new(name, format!("s3://{}", self.bucket), ty).with_json(data))
+    }
+
+    /// Its bucket and mode; in notifications mode its queue URL, in polling mode its
+    /// interval and the number of objects in the listing saved as its position
+    /// (`null` before the first poll). Asks AWS nothing.
+    async fn status(&self, name: &str, store: &dyn Store) -> Result<StatusFields, StoreError> {
+        let mut fields = vec![("bucket", json!(self.bucket))];
+        match &self.mode {
+            S3Mode::Notifications => {
+                fields.push(("mode", json!("notifications")));
+                fields.push(("queue_url", json!(self.queue_url)));
+            }
+            S3Mode::Polling(polling) => {
+                let saved = store.source_position(name).await?;
+                let objects = saved.and_then(|saved| polling::saved_objects(&self.bucket, saved));
+                fields.push(("mode", json!("polling")));
+                fields.push(("interval", json!(polling.interval)));
+                fields.push(("listed_objects", json!(objects)));
+            }
+        }
+        Ok(fields)
     }
 }
 

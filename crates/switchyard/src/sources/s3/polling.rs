@@ -142,6 +142,15 @@ async fn quarantine(
     Some(())
 }
 
+/// How many objects the listing saved for `bucket` holds; `None` when `saved` is not
+/// a listing of that bucket (the next poll starts afresh).
+pub(super) fn saved_objects(bucket: &str, saved: serde_json::Value) -> Option<usize> {
+    serde_json::from_value::<Listing>(saved)
+        .ok()
+        .filter(|listing| listing.bucket == bucket)
+        .map(|listing| listing.objects.len())
+}
+
 /// The listing to compare the first poll against: the saved one, narrowed to the
 /// current prefix and suffix, or an empty one.
 fn restore(source: &S3Runtime, saved: Option<serde_json::Value>) -> Listing {
