@@ -555,7 +555,27 @@ triggers: {{ t: {{ source: hooks, handler: log }} }}
         },
     )
     .await;
+    // The admin API answers what the command prints.
+    let api: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/api/sources"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let foreign = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/sources"))
+        .header("Origin", "http://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403, "the admin API's checks apply");
     drop(engine);
+    assert_eq!(api.as_array().unwrap().len(), 5, "{api}");
+    for name in ["hooks", "inbox", "off"] {
+        assert_eq!(state_of(&api, name), state_of(&sources, name), "{name}");
+    }
+    assert_eq!(state_of(&api, "listing")["listed_objects"], 1, "{api}");
+    assert!(!state_of(&api, "tick")["last_fire"].is_null(), "{api}");
     assert_eq!(state_of(&sources, "listing")["listed_objects"], 1);
     // Nothing runs now: the JSON and the table agree on the last fire.
     let sources: serde_json::Value =

@@ -29,6 +29,7 @@ use crate::sources::http::Rejection;
 
 #[derive(Clone)]
 struct AppState {
+    config: Arc<Config>,
     store: Arc<dyn Store>,
     ingest: Ingest,
     dispatcher: Arc<Dispatcher>,
@@ -38,6 +39,7 @@ struct AppState {
 /// Builds the listener's routes for `config`.
 pub fn router(config: &Config, runtime: &EngineRuntime) -> Router {
     let state = AppState {
+        config: Arc::new(config.clone()),
         store: runtime.store.clone(),
         ingest: runtime.ingest.clone(),
         dispatcher: runtime.dispatcher.clone(),
@@ -62,6 +64,7 @@ pub fn router(config: &Config, runtime: &EngineRuntime) -> Router {
         .route("/deliveries/{id}", get(get_delivery))
         .route("/dead-letters", get(list_dead))
         .route("/dead-letters/{id}/replay", post(replay_dead))
+        .route("/sources", get(list_sources))
         .layer(middleware::from_fn_with_state(
             config.http.admin_token.clone(),
             protect_admin,
@@ -293,6 +296,14 @@ async fn explain_event(State(state): State<AppState>, Path(id): Path<Uuid>) -> A
             format!("no event {id}"),
         )),
     }
+}
+
+/// `GET /api/sources`: every source with its state, as `switchyard sources --json`.
+async fn list_sources(State(state): State<AppState>) -> ApiResult {
+    let states = crate::sources::states(&state.config, &*state.store)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(states).into_response())
 }
 
 async fn get_delivery(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult {
